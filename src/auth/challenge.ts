@@ -1,0 +1,141 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Connection } from '../connection/index.js';
+import { AuthenticationError } from '../errors.js';
+import { authkeyBytes, describe } from '../validate.js';
+
+const CHALLENGE = Buffer.from('#CHALLENGE#');
+const WELCOME = Buffer.from('#WELCOME#');
+const FAILURE = Buffer.from('#FAILURE#');
+/** Handshake messages are read with this cap, as CPython does. */
+const MAX_HANDSHAKE_MESSAGE = 256;
+const NONCE_LENGTH = 40;
+/** A Python <= 3.11 listener's challenge: 20 random bytes, answered with a raw HMAC-MD5. */
+const LEGACY_CHALLENGE_LENGTH = 20;
+/** A Python <= 3.11 client's reply: a raw 16-byte HMAC-MD5. */
+const LEGACY_REPLY_LENGTH = 16;
+
+/** Python's digest names (the wire carries these) and Node's for the same hash. */
+const DIGESTS: ReadonlyMap<string, string> = new Map([
+  ['md5', 'md5'],
+  ['sha256', 'sha256'],
+  ['sha384', 'sha384'],
+  ['sha3_256', 'sha3-256'],
+  ['sha3_384', 'sha3-384'],
+]);
+const MAX_DIGEST_NAME = Math.max(...[...DIGESTS.keys()].map((name) => name.length));
+
+/** The digests a challenge may name, as CPython 3.12+ allows them. */
+export const ALLOWED_DIGESTS: readonly string[] = [...DIGESTS.keys()];
+
+function hmac(digest: string, key: Uint8Array, message: Uint8Array): Buffer {
+  return createHmac(DIGESTS.get(digest)!, key).update(message).digest();
+}
+
+/**
+ * Splits a challenge or reply into its digest name and payload the way
+ * CPython 3.12+ does: a 16- or 20-byte message is the legacy HMAC-MD5
+ * protocol (name `''`); anything else must start with `{name}`.
+ */
+function digestAndPayload(message: Buffer): [digest: string, payload: Buffer] {
+  if (message.length === LEGACY_CHALLENGE_LENGTH || message.length === LEGACY_REPLY_LENGTH) return ['', message];
+  if (message[0] === 0x7b /* { */) {
+    const close = message.indexOf(0x7d /* } */, 1);
+    if (close > 0 && close <= MAX_DIGEST_NAME + 1) {
+      const name = message.toString('latin1', 1, close);
+      if (DIGESTS.has(name)) return [name, message.subarray(close + 1)];
+    }
+  }
+  throw new AuthenticationError(
+    `unsupported message length (${message.length} bytes), missing digest prefix, or unsupported digest; ` +
+      `the peer must use one of ${ALLOWED_DIGESTS.join(', ')}`,
+  );
+}
+
+function checkKey(authkey: unknown): Uint8Array {
+  const key = authkeyBytes(authkey);
+  if (key === null) throw new TypeError(`authkey must be a Uint8Array or a string, not ${describe(authkey)}`);
+  return key;
+}
+
+/**
+ * The challenging side of the handshake (a Listener runs it first): sends a
+ * random challenge naming `digest`, verifies the peer's HMAC of it, and
+ * answers `#WELCOME#` or `#FAILURE#`. Rejects with `AuthenticationError` on a
+ * wrong reply. Python: `deliver_challenge`.
+ *
+ * @example
+ * ```ts
+ * await deliverChallenge(conn, 'secret');
+ * await answerChallenge(conn, 'secret');
+ * ```
+ */
+export async function deliverChallenge(conn: Connection, authkey: Uint8Array | string, digest = 'sha256'): Promise<void> {
+  const key = checkKey(authkey);
+  if (typeof digest !== 'string') throw new TypeError(`digest must be a string, not ${describe(digest)}`);
+  if (!DIGESTS.has(digest)) throw new RangeError(`digest must be one of ${ALLOWED_DIGESTS.join(', ')}; got ${JSON.stringify(digest)}`);
+  const message = Buffer.concat([Buffer.from(`{${digest}}`), randomBytes(NONCE_LENGTH)]);
+  await conn.sendBytes(Buffer.concat([CHALLENGE, message]));
+  const reply = await conn.recvBytes(MAX_HANDSHAKE_MESSAGE);
+  try {
+    verify(key, message, reply);
+  } catch (err) {
+    await conn.sendBytes(FAILURE).catch(() => {});
+    throw err;
+  }
+  await conn.sendBytes(WELCOME);
+}
+
+/**
+ * Checks a reply the way CPython 3.12+ does: the peer picks the digest (a
+ * legacy 16-byte reply is HMAC-MD5). Since the MAC covers the `{digest}`
+ * prefix we sent, a peer cannot downgrade without knowing the key.
+ */
+function verify(key: Uint8Array, message: Buffer, reply: Buffer): void {
+  const [name, mac] = digestAndPayload(reply);
+  const digest = name === '' ? 'md5' : name;
+  const expected = hmac(digest, key, message);
+  if (expected.length !== mac.length) {
+    throw new AuthenticationError(`expected a ${digest} digest of ${expected.length} bytes, got ${mac.length}`);
+  }
+  if (!timingSafeEqual(expected, mac)) throw new AuthenticationError('digest received was wrong: the peer has a different authkey');
+}
+
+/**
+ * The answering side of the handshake (a Client runs it first): reads the
+ * peer's challenge, replies with its HMAC (raw HMAC-MD5 to a Python <= 3.11
+ * peer, `{digest}` + HMAC otherwise), and requires `#WELCOME#`. Python:
+ * `answer_challenge`.
+ *
+ * @example
+ * ```ts
+ * await answerChallenge(conn, 'secret');
+ * await deliverChallenge(conn, 'secret');
+ * ```
+ */
+export async function answerChallenge(conn: Connection, authkey: Uint8Array | string): Promise<void> {
+  const key = checkKey(authkey);
+  const received = await conn.recvBytes(MAX_HANDSHAKE_MESSAGE);
+  if (!received.subarray(0, CHALLENGE.length).equals(CHALLENGE)) {
+    throw new AuthenticationError(`protocol error: expected a challenge, got ${preview(received)}`);
+  }
+  const message = received.subarray(CHALLENGE.length);
+  if (message.length < LEGACY_CHALLENGE_LENGTH) {
+    throw new AuthenticationError(`challenge too short: ${message.length} bytes`);
+  }
+  const [name] = digestAndPayload(message);
+  // The MAC covers the whole challenge, `{digest}` prefix included.
+  const reply =
+    name === ''
+      ? hmac('md5', key, message)
+      : Buffer.concat([Buffer.from(`{${name}}`), hmac(name, key, message)]);
+  await conn.sendBytes(reply);
+  const verdict = await conn.recvBytes(MAX_HANDSHAKE_MESSAGE);
+  if (!verdict.equals(WELCOME)) {
+    throw new AuthenticationError('digest sent was rejected: the peer has a different authkey');
+  }
+}
+
+function preview(bytes: Buffer): string {
+  const shown = bytes.subarray(0, 24).toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+  return `${bytes.length} bytes starting ${JSON.stringify(shown)}`;
+}

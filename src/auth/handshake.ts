@@ -1,0 +1,98 @@
+import { armCancel } from '../cancel.js';
+import type { Connection } from '../connection/index.js';
+import { AuthenticationError, ProtocolError } from '../errors.js';
+import { answerChallenge, deliverChallenge } from './challenge.js';
+
+/**
+ * The handshake a Listener runs on each new connection: deliver, then answer
+ * (SPEC §3). Resolves when the peer is authenticated. On failure the
+ * connection is closed and the error is an `AuthenticationError` or, for a
+ * reply that broke the framing limits, a `ProtocolError`.
+ */
+export async function authenticatePeer(conn: Connection, authkey: Uint8Array, timeout: number): Promise<void> {
+  try {
+    await bounded(conn, timeout, undefined, async () => {
+      await deliverChallenge(conn, authkey);
+      await answerChallenge(conn, authkey);
+    });
+  } catch (err) {
+    await conn.close();
+    if (err instanceof AuthenticationError || err instanceof ProtocolError) throw err;
+    if (isTimeout(err)) {
+      throw new AuthenticationError(`the peer did not finish the handshake within ${timeout} ms`, { cause: err });
+    }
+    throw new AuthenticationError('the peer closed the connection during the handshake', { cause: err });
+  }
+}
+
+/**
+ * The handshake a Client runs after connecting: answer, then deliver. Bounded
+ * by `timeout`, so a listener that has no authkey (and so never sends a
+ * challenge) makes it fail instead of waiting forever (CPython gh-123736).
+ */
+export async function authenticateToListener(
+  conn: Connection,
+  authkey: Uint8Array,
+  timeout: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  let challenged = false;
+  try {
+    await bounded(conn, timeout, signal, async () => {
+      challenged = await conn.poll(Infinity);
+      await answerChallenge(conn, authkey);
+      await deliverChallenge(conn, authkey);
+    });
+  } catch (err) {
+    await conn.close();
+    if (signal?.aborted && err === signal.reason) throw err;
+    if (isTimeout(err)) {
+      throw new AuthenticationError(
+        challenged
+          ? `the authentication handshake did not finish within ${timeout} ms`
+          : `no challenge received within ${timeout} ms — is the listener running without an authkey?`,
+        { cause: err },
+      );
+    }
+    if (err instanceof AuthenticationError) {
+      if (!/expected a challenge/.test(err.message)) throw err;
+      throw new AuthenticationError(`${err.message} — is the listener running without an authkey?`, { cause: err });
+    }
+    throw new AuthenticationError(
+      'the listener closed the connection during the handshake: does it use the same authkey (or one at all)?',
+      { cause: err },
+    );
+  }
+}
+
+/** Runs `steps`; on timeout or abort, closes the connection and rejects with the reason. */
+function bounded(
+  conn: Connection,
+  timeout: number | undefined,
+  signal: AbortSignal | undefined,
+  steps: () => Promise<void>,
+): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    let cancelled = false;
+    const disarm = armCancel(signal, timeout, 'authentication handshake', (reason) => {
+      cancelled = true;
+      reject(reason);
+      void conn.close();
+    });
+    steps().then(
+      () => {
+        disarm();
+        if (!cancelled) resolve();
+      },
+      (err: unknown) => {
+        disarm();
+        if (!cancelled) reject(err);
+      },
+    );
+  });
+}
+
+function isTimeout(err: unknown): boolean {
+  return err instanceof DOMException && err.name === 'TimeoutError';
+}

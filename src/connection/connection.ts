@@ -1,0 +1,630 @@
+import { constants as bufferConstants } from 'node:buffer';
+import type { Duplex } from 'node:stream';
+import { armCancel } from '../cancel.js';
+import {
+  AuthenticationError,
+  BufferTooShort,
+  ConnectionStateError,
+  EOFError,
+  MpconnError,
+  ProtocolError,
+} from '../errors.js';
+import { Notifier, readiness, type Readiness } from '../readiness.js';
+import { resolveSerializer, type Serializer, type SerializerOption } from '../serializers/index.js';
+import { abortSignal, byteCount, bytesOf, options as optionsOf, sliceForSend, timeoutMs } from '../validate.js';
+import { FrameDecoder } from './frame-decoder.js';
+import { FrameWriter } from './frame-writer.js';
+import { Queue } from '../queue.js';
+import { spendTurn } from './turn.js';
+
+/** Options every connection takes (and `Listener.listen`, `Client`, `Pipe`, `spawn`). */
+export interface ConnectionOptions {
+  /** How `send`/`recv` turn values into bytes. Default `'msgpack'`. */
+  serializer?: SerializerOption;
+  /** Longest message `recv*` accepts, in bytes. Default: the platform's Buffer limit. */
+  maxMessageSize?: number;
+}
+
+/** Options of a single receive. */
+export interface RecvOptions {
+  /** Abort the receive; it rejects with the signal's reason and no message is lost. */
+  signal?: AbortSignal;
+  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no message is lost. */
+  timeout?: number;
+}
+
+/** Which directions a connection may use (one-way `Pipe` ends use one). */
+export interface ConnectionMode {
+  readable: boolean;
+  writable: boolean;
+}
+
+const enum Kind {
+  Bytes,
+  Into,
+  Value,
+}
+
+interface Receiver {
+  kind: Kind;
+  maxlength: number;
+  /** Into: the caller's buffer as bytes, and where to start writing. */
+  view: Uint8Array | null;
+  offset: number;
+  /** Into: the payload is being written straight into `view`. */
+  filling: boolean;
+  resolve(value: unknown): void;
+  reject(reason: unknown): void;
+  disarm: (() => void) | null;
+}
+
+/**
+ * Received messages no one has asked for yet are held up to this many bytes
+ * (each message also counts a fixed overhead); above it the transport is
+ * paused, so a slow reader makes a fast writer wait instead of growing memory.
+ */
+const INBOX_HIGH_WATER = 1 << 20;
+const INBOX_LOW_WATER = 256 * 1024;
+const MESSAGE_OVERHEAD = 64;
+
+const DEFAULT_MAX_MESSAGE_SIZE = bufferConstants.MAX_LENGTH;
+const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
+
+/**
+ * A message-oriented connection: Python's `multiprocessing.connection.Connection`.
+ * Every message is one frame of CPython's wire format, so the peer can be a
+ * Python program using `send_bytes`/`recv_bytes` (or `send`/`recv` with the
+ * `pickle` serializer).
+ *
+ * @example
+ * ```ts
+ * const conn = await Client(['localhost', 6000]);
+ * await conn.send({ hello: 'world' });
+ * console.log(await conn.recv());
+ * await conn.close();
+ * ```
+ */
+export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
+  readonly #stream: Duplex;
+  readonly #serializer: Serializer;
+  readonly #decoder: FrameDecoder;
+  readonly #writer: FrameWriter;
+  readonly #canRead: boolean;
+  readonly #canWrite: boolean;
+  #closing: Promise<void> | null = null;
+  /** Set when the stream broke the framing rules or a message was too long: Python's "no longer readable". */
+  #unreadable = false;
+  #inbox = new Queue<Buffer>();
+  #inboxCost = 0;
+  #paused = false;
+  #receivers = new Queue<Receiver>();
+  /** Why the stream can give no more messages once the inbox is empty (EOF, truncation, bad framing). */
+  #readEnd: MpconnError | null = null;
+  /** The end is reported once, then the connection is no longer readable (bad framing, too long). */
+  #readEndOnce = false;
+  readonly #ready = new Notifier();
+
+  /**
+   * Wraps any duplex byte stream (a socket, a TLS socket, a stream pair).
+   * The connection owns the stream from now on.
+   *
+   * @example
+   * ```ts
+   * const socket = net.connect(path);
+   * await once(socket, 'connect');
+   * const conn = Connection.fromStream(socket);
+   * ```
+   */
+  static fromStream(stream: Duplex, options?: ConnectionOptions): Connection {
+    return new Connection(stream, options);
+  }
+
+  /** @internal Use `Connection.fromStream`, `Client`, `Listener#accept` or `Pipe`. */
+  constructor(stream: Duplex, options?: ConnectionOptions, mode: ConnectionMode = { readable: true, writable: true }) {
+    const opts = optionsOf(options, 'options');
+    if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
+      throw new TypeError('Connection needs a Duplex stream');
+    }
+    const maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#serializer = resolveSerializer(opts.serializer);
+    this.#stream = stream;
+    this.#canRead = mode.readable;
+    this.#canWrite = mode.writable;
+    this.#writer = new FrameWriter(stream);
+    this.#decoder = new FrameDecoder(
+      {
+        header: (length) => this.#onHeader(length),
+        frame: (payload, direct) => this.#onFrame(payload, direct),
+        error: (err) => this.#onFramingError(err),
+      },
+      maxMessageSize,
+    );
+    stream.on('data', (chunk: Buffer | string) => {
+      if (this.#closing === null) this.#decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    });
+    stream.on('end', () => this.#onEndOfStream(undefined));
+    stream.on('error', (err: Error) => {
+      this.#writer.fail(err);
+      this.#onEndOfStream(err);
+    });
+    stream.on('close', () => {
+      this.#writer.fail(peerGone());
+      this.#onEndOfStream(undefined);
+    });
+  }
+
+  /** True once `close()` was called on this side. */
+  get closed(): boolean {
+    return this.#closing !== null;
+  }
+
+  /** False for the write-only end of a one-way `Pipe`, and after a message was too long. */
+  get readable(): boolean {
+    return this.#canRead && !this.#unreadable;
+  }
+
+  /** False for the read-only end of a one-way `Pipe`. */
+  get writable(): boolean {
+    return this.#canWrite;
+  }
+
+  /**
+   * Sends one value, encoded by the connection's serializer.
+   *
+   * @example
+   * ```ts
+   * await conn.send([2.25, null, 'junk']);
+   * ```
+   */
+  send(obj: unknown): Promise<void> {
+    const state = this.#writeState();
+    if (state !== null) return Promise.reject(state);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#serializer.encode(obj);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#writer.write(bytes);
+  }
+
+  /**
+   * Sends bytes as one message: `size` bytes of `buf` from byte `offset`
+   * (offsets count bytes, whatever the view's element type). Resolves once the
+   * frame is handed to the OS or queued below the high-water mark; `buf` may
+   * be reused as soon as it resolves.
+   *
+   * @example
+   * ```ts
+   * await conn.sendBytes(new TextEncoder().encode('hello'));
+   * await conn.sendBytes(new Int32Array([42, 1729]));
+   * await conn.sendBytes(buffer, 16, 64); // bytes 16..80 of buffer
+   * ```
+   */
+  sendBytes(buf: ArrayBufferView | ArrayBuffer, offset?: number, size?: number): Promise<void> {
+    const state = this.#writeState();
+    if (state !== null) return Promise.reject(state);
+    let view: Uint8Array;
+    try {
+      view = sliceForSend(buf, offset, size);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#writer.write(view);
+  }
+
+  /**
+   * Receives one value, decoded by the connection's serializer. Rejects with
+   * `EOFError` when the peer closed at a message boundary.
+   *
+   * @example
+   * ```ts
+   * const msg = await conn.recv<{ id: number }>({ timeout: 5000 });
+   * ```
+   */
+  recv<T = unknown>(options?: RecvOptions): Promise<T> {
+    return this.#receive(Kind.Value, Infinity, null, 0, options) as Promise<T>;
+  }
+
+  /**
+   * Receives one message as bytes. A message longer than `maxlength` rejects
+   * with `ProtocolError` `ERR_MESSAGE_TOO_LONG` and leaves the connection
+   * unreadable, as in Python.
+   *
+   * @example
+   * ```ts
+   * const bytes = await conn.recvBytes(1024);
+   * ```
+   */
+  recvBytes(maxlength?: number): Promise<Buffer> {
+    let max: number | undefined;
+    try {
+      max = byteCount(maxlength, 'maxlength');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#receive(Kind.Bytes, max ?? Infinity, null, 0, undefined) as Promise<Buffer>;
+  }
+
+  /**
+   * Receives one message into `buf` from byte `offset`; resolves with its
+   * length in bytes. A message that does not fit rejects with `BufferTooShort`,
+   * whose `.data` holds the whole message.
+   *
+   * @example
+   * ```ts
+   * const ints = new Int32Array(5);
+   * const n = await conn.recvBytesInto(ints); // 8 for two int32s
+   * ```
+   */
+  recvBytesInto(buf: ArrayBufferView | ArrayBuffer, offset?: number): Promise<number> {
+    let view: Uint8Array;
+    let start: number;
+    try {
+      view = bytesOf(buf, 'buf');
+      start = byteCount(offset, 'offset') ?? 0;
+      if (start > view.byteLength) {
+        throw new RangeError(`offset ${start} is past the end of the ${view.byteLength}-byte buffer`);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#receive(Kind.Into, Infinity, view, start, undefined) as Promise<number>;
+  }
+
+  /**
+   * Whether a message (or the end of the stream) is ready to be received.
+   * `poll()` and `poll(0)` answer at once; `poll(ms)` waits up to `ms`;
+   * `poll(Infinity)` (or `null`, Python's `None`) waits until ready.
+   *
+   * @example
+   * ```ts
+   * if (await conn.poll(100)) console.log(await conn.recv());
+   * ```
+   */
+  async poll(timeout?: number | null): Promise<boolean> {
+    const state = this.#readState();
+    if (state !== null) throw state;
+    const ms = timeout === null ? Infinity : (timeoutMs(timeout) ?? 0);
+    if (this.#isReady()) return true;
+    if (ms === 0) return false;
+    return new Promise<boolean>((resolve, reject) => {
+      const finish = (): void => {
+        unsubscribe();
+        clearTimeout(timer);
+      };
+      const unsubscribe = this.#ready.subscribe(() => {
+        if (!this.#isReady()) return;
+        finish();
+        const err = this.#readState();
+        if (err !== null && err.code === 'ERR_CLOSED') reject(err);
+        else resolve(true);
+      });
+      const timer = ms === Infinity ? undefined : setTimeout(() => {
+        finish();
+        resolve(false);
+      }, ms);
+    });
+  }
+
+  /**
+   * The OS file descriptor under this connection, where there is one (TCP and
+   * Unix sockets, socket pairs). Throws for other streams and once closed.
+   */
+  fileno(): number {
+    if (this.#closing !== null) throw closedError();
+    const s = this.#stream as unknown as { _handle?: { fd?: number }; _parent?: { _handle?: { fd?: number } } };
+    const fd = s._handle?.fd ?? s._parent?._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) return fd;
+    throw new MpconnError('ERR_NO_FILENO', 'this connection has no OS file descriptor (it wraps a stream without one)');
+  }
+
+  /**
+   * Closes this side: pending receives reject with `ERR_CLOSED`, frames already
+   * queued are flushed, then the stream ends. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
+    const err = closedError();
+    this.#closing = this.#writer.end().then(() => {
+      this.#stream.destroy();
+    });
+    for (const r of this.#receivers.drain()) this.#settleError(r, err);
+    this.#inbox.drain();
+    this.#inboxCost = 0;
+    this.#ready.notify();
+    return this.#closing;
+  }
+
+  /** Receives messages until the peer closes (or this side does). */
+  async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
+    for (;;) {
+      let msg: unknown;
+      try {
+        msg = await this.recv();
+      } catch (err) {
+        if (err instanceof EOFError || (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED')) return;
+        throw err;
+      }
+      yield msg;
+    }
+  }
+
+  /** `await using conn = await Client(...)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal For `wait()`: ready when a message or the end of the stream is waiting. */
+  [readiness](): Readiness {
+    return { ready: () => this.#isReady(), subscribe: (listener) => this.#ready.subscribe(listener) };
+  }
+
+  // Python-compatible names.
+
+  /** Python-compatible name of {@link sendBytes}. */
+  send_bytes(buf: ArrayBufferView | ArrayBuffer, offset?: number, size?: number): Promise<void> {
+    return this.sendBytes(buf, offset, size);
+  }
+
+  /** Python-compatible name of {@link recvBytes}. */
+  recv_bytes(maxlength?: number): Promise<Buffer> {
+    return this.recvBytes(maxlength);
+  }
+
+  /** Python-compatible name of {@link recvBytesInto}. */
+  recv_bytes_into(buf: ArrayBufferView | ArrayBuffer, offset?: number): Promise<number> {
+    return this.recvBytesInto(buf, offset);
+  }
+
+  // Receiving.
+
+  #isReady(): boolean {
+    return this.#inbox.length > 0 || this.#readEnd !== null || this.#unreadable || this.#closing !== null;
+  }
+
+  #readState(): ConnectionStateError | null {
+    if (this.#closing !== null) return closedError();
+    if (!this.#canRead) return new ConnectionStateError('ERR_WRITE_ONLY', 'this end of the pipe is write-only');
+    if (this.#unreadable) return notReadableError();
+    return null;
+  }
+
+  #writeState(): Error | null {
+    if (this.#closing !== null) return closedError();
+    if (!this.#canWrite) return new ConnectionStateError('ERR_READ_ONLY', 'this end of the pipe is read-only');
+    return null;
+  }
+
+  #receive(
+    kind: Kind,
+    maxlength: number,
+    view: Uint8Array | null,
+    offset: number,
+    options: RecvOptions | undefined,
+  ): Promise<unknown> {
+    const state = this.#readState();
+    if (state !== null) return Promise.reject(state);
+    let signal: AbortSignal | undefined;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      try {
+        const opts = optionsOf(options, 'options');
+        signal = abortSignal(opts.signal);
+        timeout = timeoutMs(opts.timeout);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (signal?.aborted) return Promise.reject(signal.reason);
+    }
+    return new Promise((resolve, reject) => {
+      const r: Receiver = { kind, maxlength, view, offset, filling: false, resolve, reject, disarm: null };
+      const message = this.#inbox.shift();
+      if (message !== undefined) {
+        this.#takeFromInbox(message);
+        const later = spendTurn(message.length);
+        if (later === undefined) this.#deliver(r, message, false);
+        else later.then(() => this.#deliver(r, message, false));
+        return;
+      }
+      if (this.#readEnd !== null) {
+        reject(this.#endError());
+        return;
+      }
+      this.#receivers.push(r);
+      if (signal !== undefined || timeout !== undefined) {
+        r.disarm = armCancel(signal, timeout, 'recv', (reason) => this.#cancel(r, reason));
+      }
+      if (this.#receivers.length === 1) this.#checkFront();
+    });
+  }
+
+  #takeFromInbox(message: Buffer): void {
+    this.#inboxCost -= message.length + MESSAGE_OVERHEAD;
+    if (this.#paused && this.#inboxCost <= INBOX_LOW_WATER) {
+      this.#paused = false;
+      this.#stream.resume();
+    }
+  }
+
+  /** A receive gave up (abort or timeout): it leaves the queue and takes no message with it. */
+  #cancel(r: Receiver, reason: unknown): void {
+    if (!this.#receivers.remove(r)) return;
+    if (r.filling) {
+      this.#decoder.detachTarget();
+      r.filling = false;
+    }
+    r.reject(reason);
+    this.#checkFront();
+  }
+
+  /** The receive now first in line may be too small for the frame already under way. */
+  #checkFront(): void {
+    const r = this.#receivers.peek();
+    const length = this.#decoder.currentFrameLength;
+    if (r !== undefined && length >= 0 && length > r.maxlength) {
+      this.#receivers.shift();
+      this.#tooLong(r, length);
+    }
+  }
+
+  #onHeader(length: number): Uint8Array | null | false {
+    const r = this.#receivers.peek();
+    if (r === undefined) return null;
+    if (length > r.maxlength) {
+      this.#receivers.shift();
+      this.#tooLong(r, length);
+      return false;
+    }
+    if (r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
+      r.filling = true;
+      return r.view!.subarray(r.offset, r.offset + length);
+    }
+    return null;
+  }
+
+  #onFrame(payload: Buffer, direct: boolean): void {
+    const r = this.#receivers.shift();
+    if (r !== undefined) {
+      this.#deliver(r, payload, direct);
+      if (this.#receivers.length > 0) this.#checkFront();
+      return;
+    }
+    this.#inbox.push(payload);
+    this.#inboxCost += payload.length + MESSAGE_OVERHEAD;
+    if (!this.#paused && this.#inboxCost > INBOX_HIGH_WATER) {
+      this.#paused = true;
+      this.#stream.pause();
+    }
+    if (this.#inbox.length === 1) this.#ready.notify();
+  }
+
+  #deliver(r: Receiver, payload: Buffer, direct: boolean): void {
+    r.disarm?.();
+    if (payload.length > r.maxlength) {
+      this.#tooLong(r, payload.length);
+      return;
+    }
+    switch (r.kind) {
+      case Kind.Bytes:
+        r.resolve(payload);
+        return;
+      case Kind.Value: {
+        let value: unknown;
+        try {
+          value = this.#serializer.decode(payload);
+        } catch (err) {
+          r.reject(challengeHint(payload) ?? err);
+          return;
+        }
+        r.resolve(value);
+        return;
+      }
+      case Kind.Into: {
+        if (direct) {
+          r.resolve(payload.length);
+          return;
+        }
+        const room = r.view!.byteLength - r.offset;
+        if (payload.length > room) {
+          r.reject(new BufferTooShort(payload, room));
+          return;
+        }
+        r.view!.set(payload, r.offset);
+        r.resolve(payload.length);
+      }
+    }
+  }
+
+  /** Python: a message over `maxlength` makes the connection unreadable. */
+  #tooLong(r: Receiver, length: number): void {
+    r.disarm?.();
+    this.#setUnreadable();
+    r.reject(
+      new ProtocolError(
+        'ERR_MESSAGE_TOO_LONG',
+        `incoming message of ${length} bytes is longer than maxlength ${r.maxlength}; ` +
+          'the connection can no longer be read (it can still send)',
+      ),
+    );
+    const err = notReadableError();
+    for (const other of this.#receivers.drain()) this.#settleError(other, err);
+  }
+
+  #setUnreadable(): void {
+    this.#unreadable = true;
+    this.#decoder.halt();
+    this.#inbox.drain();
+    this.#inboxCost = 0;
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#stream.pause();
+    }
+    this.#ready.notify();
+  }
+
+  /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
+  #onFramingError(err: ProtocolError): void {
+    this.#readEndOnce = true;
+    this.#endReading(err);
+  }
+
+  #onEndOfStream(cause: Error | undefined): void {
+    if (this.#readEnd !== null || this.#unreadable) return;
+    const truncated = this.#decoder.finish();
+    if (truncated !== null) {
+      if (cause !== undefined) truncated.cause = cause;
+      this.#endReading(truncated);
+    } else {
+      this.#endReading(new EOFError(undefined, cause === undefined ? undefined : { cause }));
+    }
+  }
+
+  #endReading(err: MpconnError): void {
+    this.#readEnd = err;
+    // Receivers wait only while the inbox is empty, so the end is theirs now.
+    for (const r of this.#receivers.drain()) this.#settleError(r, this.#endError());
+    this.#ready.notify();
+  }
+
+  #endError(): MpconnError {
+    const err = this.#readEnd!;
+    if (this.#readEndOnce) {
+      if (this.#unreadable) return notReadableError();
+      this.#setUnreadable();
+    }
+    return err;
+  }
+
+  #settleError(r: Receiver, err: unknown): void {
+    r.disarm?.();
+    if (r.filling) this.#decoder.detachTarget();
+    r.reject(err);
+  }
+}
+
+function closedError(): ConnectionStateError {
+  return new ConnectionStateError('ERR_CLOSED', 'the connection is closed');
+}
+
+function notReadableError(): ConnectionStateError {
+  return new ConnectionStateError(
+    'ERR_NOT_READABLE',
+    'the connection can no longer be read: an earlier message broke the limits or the framing',
+  );
+}
+
+/** A peer that wants an authkey we were not given sends a challenge first: say so. */
+function challengeHint(payload: Buffer): AuthenticationError | null {
+  if (!payload.subarray(0, CHALLENGE_PREFIX.length).equals(CHALLENGE_PREFIX)) return null;
+  return new AuthenticationError(
+    'the peer sent an authentication challenge: it requires an authkey (pass { authkey } to Client or Listener.listen)',
+  );
+}
+
+function peerGone(): Error {
+  return Object.assign(new Error('write EPIPE: the connection to the peer is closed'), {
+    code: 'EPIPE',
+    syscall: 'write',
+  });
+}

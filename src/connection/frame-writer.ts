@@ -1,0 +1,157 @@
+import type { Duplex } from 'node:stream';
+import { MAX_SHORT_FRAME } from './frame-decoder.js';
+import { spendTurn } from './turn.js';
+
+/**
+ * Frames whose payload is at most this long are copied, header and payload
+ * together, into a batch buffer that is written once per tick: small frames
+ * then cost one syscall per batch, and a header never travels apart from its
+ * payload (over TCP, Nagle and delayed ACK would hold the payload ~40-200 ms).
+ */
+const COALESCE_LIMIT = 16 * 1024;
+const BATCH_SIZE = 64 * 1024;
+/** Bytes the transport may hold before `send` waits for `drain`. */
+const MIN_HIGH_WATER_MARK = 256 * 1024;
+const resolved = Promise.resolve();
+
+/** Writes the frame header for a payload of `length` bytes into `into` at `pos`; returns its size. */
+export function writeHeader(into: Buffer, pos: number, length: number): number {
+  if (length <= MAX_SHORT_FRAME) {
+    into.writeInt32BE(length, pos);
+    return 4;
+  }
+  into.writeInt32BE(-1, pos);
+  into.writeBigUInt64BE(BigInt(length), pos + 4);
+  return 12;
+}
+
+/**
+ * The sending half of a connection: frames payloads, keeps them whole and in
+ * call order, batches small ones, and applies backpressure.
+ */
+export class FrameWriter {
+  readonly #stream: Duplex;
+  readonly #highWaterMark: number;
+  #batch = Buffer.allocUnsafe(BATCH_SIZE);
+  #batchLength = 0;
+  #flushScheduled = false;
+  #drain: Promise<void> | null = null;
+  #resolveDrain: (() => void) | null = null;
+  #error: Error | null = null;
+  #ended = false;
+
+  constructor(stream: Duplex) {
+    this.#stream = stream;
+    this.#highWaterMark = Math.max(stream.writableHighWaterMark ?? 0, MIN_HIGH_WATER_MARK);
+    stream.on('drain', () => this.#drained());
+  }
+
+  /** The error that broke the transport, if any; later writes reject with it. */
+  get error(): Error | null {
+    return this.#error;
+  }
+
+  /** Records a transport failure: pending and later writes reject with it. */
+  fail(err: Error): void {
+    this.#error ??= err;
+    this.#batchLength = 0;
+    this.#drained();
+  }
+
+  /**
+   * Queues one frame. Resolves once it is handed to the OS or queued below the
+   * high-water mark; a payload written by reference (not copied) resolves only
+   * when the OS has it, so the caller may reuse its buffer as soon as this resolves.
+   */
+  write(payload: Uint8Array): Promise<void> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    const length = payload.byteLength;
+    const yieldTurn = spendTurn(length + 4);
+    if (length <= COALESCE_LIMIT) {
+      if (this.#batchLength + 4 + length > this.#batch.length) this.flush();
+      const batch = this.#batch;
+      batch.writeInt32BE(length, this.#batchLength);
+      batch.set(payload, this.#batchLength + 4);
+      this.#batchLength += 4 + length;
+      if (this.#batchLength >= BATCH_SIZE - 4) this.flush();
+      else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        process.nextTick(() => this.#scheduledFlush());
+      }
+      const waitDrain = this.#needsDrain() ? this.#waitDrain() : undefined;
+      if (waitDrain !== undefined) return yieldTurn === undefined ? waitDrain : waitDrain.then(() => yieldTurn);
+      return yieldTurn ?? resolved;
+    }
+    this.flush();
+    const header = Buffer.allocUnsafe(12);
+    const headerLength = writeHeader(header, 0, length);
+    return new Promise<void>((resolve, reject) => {
+      const stream = this.#stream;
+      // Corked, the header and the payload leave in one writev: never apart.
+      stream.cork();
+      stream.write(header.subarray(0, headerLength));
+      stream.write(payload, (err) => {
+        if (err) reject(this.#error ?? err);
+        else if (yieldTurn !== undefined) yieldTurn.then(resolve);
+        else resolve();
+      });
+      stream.uncork();
+    });
+  }
+
+  /** Hands the batch of small frames to the transport now. */
+  flush(): void {
+    if (this.#batchLength === 0 || this.#error !== null) return;
+    const out = this.#batch.subarray(0, this.#batchLength);
+    // The transport keeps a reference to `out`: the next frames go into a fresh batch.
+    this.#batch = Buffer.allocUnsafe(BATCH_SIZE);
+    this.#batchLength = 0;
+    this.#stream.write(out);
+  }
+
+  /** Flushes, ends the transport's writing side and resolves when that is done (or failed). */
+  end(): Promise<void> {
+    if (this.#ended) return resolved;
+    this.#ended = true;
+    this.flush();
+    const stream = this.#stream;
+    if (stream.writableFinished || stream.destroyed || this.#error !== null) return resolved;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.off('finish', done);
+        stream.off('close', done);
+        stream.off('error', done);
+        resolve();
+      };
+      stream.on('finish', done);
+      stream.on('close', done);
+      stream.on('error', done);
+      stream.end();
+    });
+  }
+
+  #scheduledFlush(): void {
+    this.#flushScheduled = false;
+    this.flush();
+  }
+
+  #needsDrain(): boolean {
+    // Our mark is at least the stream's own, so above it the stream owes us a 'drain'.
+    return this.#stream.writableLength > this.#highWaterMark;
+  }
+
+  #waitDrain(): Promise<void> {
+    this.#drain ??= new Promise<void>((resolve) => {
+      this.#resolveDrain = resolve;
+    });
+    const error = (): Promise<void> => (this.#error !== null ? Promise.reject(this.#error) : resolved);
+    return this.#drain.then(error);
+  }
+
+  #drained(): void {
+    const resolve = this.#resolveDrain;
+    this.#drain = null;
+    this.#resolveDrain = null;
+    resolve?.();
+  }
+}

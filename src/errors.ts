@@ -1,0 +1,120 @@
+/**
+ * Every error mpconn raises itself. Each class has a stable `.code`, so callers
+ * can branch on `err.code` instead of parsing messages.
+ *
+ * | class                  | codes                                                        |
+ * |------------------------|--------------------------------------------------------------|
+ * | `EOFError`             | `ERR_EOF`                                                    |
+ * | `ProtocolError`        | `ERR_TRUNCATED`, `ERR_MESSAGE_TOO_LONG`, `ERR_BAD_LENGTH`, `ERR_DECODE` |
+ * | `AuthenticationError`  | `ERR_AUTH`                                                   |
+ * | `BufferTooShort`       | `ERR_BUFFER_TOO_SHORT`                                       |
+ * | `ConnectionStateError` | `ERR_CLOSED`, `ERR_NOT_READABLE`, `ERR_READ_ONLY`, `ERR_WRITE_ONLY` |
+ * | `UnpicklingError`      | `ERR_UNPICKLING`                                             |
+ *
+ * @module
+ */
+
+/** Base class of every error mpconn raises itself. */
+export class MpconnError extends Error {
+  /** A stable, machine-readable code such as `ERR_TRUNCATED`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * The peer closed the connection at a message boundary: there is nothing more
+ * to receive. Python raises `EOFError` in the same place.
+ *
+ * @example
+ * ```ts
+ * try { await conn.recv(); } catch (err) { if (err instanceof EOFError) console.log('peer is done'); }
+ * ```
+ */
+export class EOFError extends MpconnError {
+  constructor(message = 'the peer closed the connection (end of stream)', options?: ErrorOptions) {
+    super('ERR_EOF', message, options);
+  }
+}
+
+/** Codes a {@link ProtocolError} can carry. */
+export type ProtocolErrorCode = 'ERR_TRUNCATED' | 'ERR_MESSAGE_TOO_LONG' | 'ERR_BAD_LENGTH' | 'ERR_DECODE';
+
+/**
+ * The byte stream broke the framing rules: it ended inside a frame
+ * (`ERR_TRUNCATED`), a frame was longer than allowed (`ERR_MESSAGE_TOO_LONG`),
+ * a header carried an impossible length (`ERR_BAD_LENGTH`), or a payload could
+ * not be decoded by the serializer (`ERR_DECODE`, with the raw bytes in `.data`).
+ */
+export class ProtocolError extends MpconnError {
+  declare readonly code: ProtocolErrorCode;
+  /** For `ERR_DECODE`: the payload that could not be decoded (it was consumed). */
+  readonly data?: Buffer;
+
+  constructor(code: ProtocolErrorCode, message: string, options?: ErrorOptions & { data?: Buffer }) {
+    super(code, message, options);
+    if (options?.data !== undefined) this.data = options.data;
+  }
+}
+
+/** The HMAC challenge failed, on either side of the handshake. */
+export class AuthenticationError extends MpconnError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_AUTH', message, options);
+  }
+}
+
+/**
+ * `recvBytesInto` received a message larger than the space left in the
+ * destination. The message was consumed; `.data` holds all of it.
+ */
+export class BufferTooShort extends MpconnError {
+  /** The whole message that did not fit. */
+  readonly data: Buffer;
+
+  constructor(data: Buffer, available: number) {
+    super(
+      'ERR_BUFFER_TOO_SHORT',
+      `message of ${data.length} bytes does not fit in the ${available} bytes left in the buffer; ` +
+        'the message is in err.data',
+    );
+    this.data = data;
+  }
+}
+
+/** Codes a {@link ConnectionStateError} can carry. */
+export type ConnectionStateCode = 'ERR_CLOSED' | 'ERR_NOT_READABLE' | 'ERR_READ_ONLY' | 'ERR_WRITE_ONLY';
+
+/**
+ * The call is not possible in the object's current state: it was closed by
+ * this side (`ERR_CLOSED`), it can no longer be read after an oversized
+ * message (`ERR_NOT_READABLE`), or it is one end of a one-way `Pipe`
+ * (`ERR_READ_ONLY`, `ERR_WRITE_ONLY`).
+ */
+export class ConnectionStateError extends MpconnError {
+  declare readonly code: ConnectionStateCode;
+
+  constructor(code: ConnectionStateCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** A pickle could not be decoded. The connection stays usable. */
+export class UnpicklingError extends MpconnError {
+  /** Byte offset in the pickle where decoding stopped, when known. */
+  readonly offset?: number;
+
+  constructor(message: string, options?: ErrorOptions & { offset?: number }) {
+    super('ERR_UNPICKLING', message, options);
+    if (options?.offset !== undefined) this.offset = options.offset;
+  }
+}
+
+/** The error a timeout rejects with: what `AbortSignal.timeout()` gives. */
+export function timeoutError(what: string, ms: number): DOMException {
+  return new DOMException(`${what} timed out after ${ms} ms`, 'TimeoutError');
+}

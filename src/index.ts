@@ -1,0 +1,47 @@
+/**
+ * mpconn: Python's `multiprocessing.connection` for Node.js.
+ *
+ * @example
+ * ```ts
+ * import { Listener, Client } from 'mpconn';
+ * const listener = await Listener.listen(['localhost', 0], { authkey: 'secret' });
+ * const client = await Client(listener.address, { authkey: 'secret' });
+ * const server = await listener.accept();
+ * await client.send({ hello: 'world' });
+ * console.log(await server.recv());
+ * ```
+ *
+ * @module
+ */
+export { Connection } from './connection/index.js';
+export type { ConnectionOptions, RecvOptions } from './connection/index.js';
+export { Client, connect, Listener, Pipe, addressType, arbitraryAddress } from './listener/index.js';
+export type { AcceptOptions, Address, ClientOptions, Family, InetAddress, ListenerOptions } from './listener/index.js';
+export { answerChallenge, deliverChallenge } from './auth/index.js';
+export {
+  AuthenticationError,
+  BufferTooShort,
+  ConnectionStateError,
+  EOFError,
+  MpconnError,
+  ProtocolError,
+  UnpicklingError,
+} from './errors.js';
+export type { ConnectionStateCode, ProtocolErrorCode } from './errors.js';
+export { PyGlobal, PyObject, Tuple } from './serializers/index.js';
+export type { Serializer, SerializerOption } from './serializers/index.js';
+
+/** An HMAC key: bytes, or a string taken as its UTF-8 bytes. */
+export type Authkey = Uint8Array | string;
+
+import { answerChallenge, deliverChallenge } from './auth/index.js';
+import { addressType, arbitraryAddress } from './listener/index.js';
+
+/** Python-compatible name of {@link deliverChallenge}. */
+export const deliver_challenge = deliverChallenge;
+/** Python-compatible name of {@link answerChallenge}. */
+export const answer_challenge = answerChallenge;
+/** Python-compatible name of {@link addressType}. */
+export const address_type = addressType;
+/** Python-compatible name of {@link arbitraryAddress}. */
+export const arbitrary_address = arbitraryAddress;

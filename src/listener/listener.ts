@@ -1,0 +1,363 @@
+import { EventEmitter, once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import { authenticatePeer } from '../auth/index.js';
+import { armCancel } from '../cancel.js';
+import { Connection, type ConnectionOptions } from '../connection/index.js';
+import { AuthenticationError, ConnectionStateError, ProtocolError } from '../errors.js';
+import { Notifier, readiness, type Readiness } from '../readiness.js';
+import { Queue } from '../queue.js';
+import { resolveSerializer } from '../serializers/index.js';
+import { abortSignal, authkeyBytes, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
+import {
+  type Address,
+  addressType,
+  arbitraryAddress,
+  checkFamily,
+  claimPrivateDir,
+  defaultFamily,
+  type Family,
+  inetParts,
+} from './address.js';
+import { onExit } from './cleanup.js';
+
+/** Options of {@link Listener.listen}. */
+export interface ListenerOptions extends ConnectionOptions {
+  /** Default: from the address, else `AF_UNIX` (`AF_PIPE` on Windows). */
+  family?: Family;
+  /** Queue length of the listening socket. Default 511 (CPython's is 1). */
+  backlog?: number;
+  /** When set, every peer must pass the HMAC challenge before `accept()` sees it. */
+  authkey?: Uint8Array | string | null;
+  /** Milliseconds a peer gets to finish the handshake. Default 20000. */
+  authTimeout?: number;
+  /** TLS for `AF_INET`: the server's key and certificate, and so on. */
+  tls?: tls.TlsOptions;
+}
+
+/** Options of {@link Listener.accept}. */
+export interface AcceptOptions {
+  signal?: AbortSignal;
+  timeout?: number;
+}
+
+interface Acceptor {
+  resolve(conn: Connection): void;
+  reject(reason: unknown): void;
+  disarm: (() => void) | null;
+}
+
+interface Arrival {
+  conn: Connection;
+  peer: Address;
+}
+
+const DEFAULT_BACKLOG = 511;
+const DEFAULT_AUTH_TIMEOUT = 20_000;
+
+/**
+ * A bound, listening socket that hands out connections: Python's
+ * `multiprocessing.connection.Listener`. With an `authkey`, handshakes run
+ * concurrently and `accept()` only ever sees authenticated peers; a peer whose
+ * handshake fails is closed and reported as a `'handshakeError'` event
+ * `(err, peer)`, and never stops the server.
+ *
+ * @example
+ * ```ts
+ * await using listener = await Listener.listen(['localhost', 6000], { authkey: 'secret' });
+ * for await (const conn of listener) {
+ *   console.log('from', listener.lastAccepted, await conn.recv());
+ * }
+ * ```
+ */
+export class Listener extends EventEmitter implements AsyncIterable<Connection>, AsyncDisposable {
+  readonly #server: net.Server;
+  readonly #address: Address;
+  readonly #family: Family;
+  readonly #authkey: Uint8Array | null;
+  readonly #authTimeout: number;
+  readonly #connectionOptions: ConnectionOptions;
+  readonly #arrivals = new Queue<Arrival>();
+  readonly #acceptors = new Queue<Acceptor>();
+  readonly #handshaking = new Set<Connection>();
+  readonly #ready = new Notifier();
+  #lastAccepted: Address | null = null;
+  #closed = false;
+  #removeFiles: (() => void) | null;
+
+  /**
+   * Binds and listens. Without an address: a Unix socket in a fresh private
+   * directory (a named pipe on Windows). `['localhost', 0]` binds a free port;
+   * `.address` tells which.
+   *
+   * @example
+   * ```ts
+   * const listener = await Listener.listen(['127.0.0.1', 0], { authkey: 'secret' });
+   * const [host, port] = listener.address as [string, number];
+   * ```
+   */
+  static async listen(address?: Address | null, options?: ListenerOptions): Promise<Listener> {
+    const opts = optionsOf(options, 'options');
+    const family =
+      opts.family !== undefined ? checkFamily(opts.family) : address != null ? addressType(address) : checkFamily(defaultFamily);
+    const addr = address ?? arbitraryAddress(family);
+    if (addressType(addr) !== family) {
+      throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
+    }
+    const authkey = authkeyBytes(opts.authkey);
+    const backlog = byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG;
+    const authTimeout = timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT;
+    resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
+    byteCount(opts.maxMessageSize, 'maxMessageSize');
+    if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
+
+    const server =
+      opts.tls !== undefined
+        ? tls.createServer({ ...opts.tls, allowHalfOpen: true })
+        : net.createServer({ allowHalfOpen: true });
+    let bound: Address;
+    let removeFiles: (() => void) | null = null;
+    if (family === 'AF_INET') {
+      const { host, port } = inetParts(addr);
+      server.listen({ host: await bindHost(host), port, backlog });
+      await listening(server);
+      const info = server.address() as net.AddressInfo;
+      bound = [info.address, info.port];
+    } else {
+      const path = addr as string;
+      const privateDir = family === 'AF_UNIX' ? claimPrivateDir(path) : null;
+      try {
+        server.listen({ path, backlog });
+        await listening(server);
+      } catch (err) {
+        if (privateDir !== null) rmSync(privateDir, { recursive: true, force: true });
+        throw err;
+      }
+      bound = path;
+      if (family === 'AF_UNIX' && !path.startsWith('\0')) removeFiles = socketFileRemover(path, privateDir);
+    }
+    return new Listener(server, bound, family, authkey, authTimeout, removeFiles, {
+      serializer: opts.serializer,
+      maxMessageSize: opts.maxMessageSize,
+    });
+  }
+
+  private constructor(
+    server: net.Server,
+    address: Address,
+    family: Family,
+    authkey: Uint8Array | null,
+    authTimeout: number,
+    removeFiles: (() => void) | null,
+    connectionOptions: ConnectionOptions,
+  ) {
+    super();
+    this.#server = server;
+    this.#address = address;
+    this.#family = family;
+    this.#authkey = authkey;
+    this.#authTimeout = authTimeout;
+    this.#removeFiles = removeFiles;
+    this.#connectionOptions = connectionOptions;
+    const secure = server instanceof tls.Server;
+    server.on(secure ? 'secureConnection' : 'connection', (socket: net.Socket) => this.#onSocket(socket));
+    if (secure) {
+      server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err }), peerOf(socket, family));
+      });
+    }
+    // Errors on the listening socket after bind (rare: the OS refusing accept) must not crash the process.
+    server.on('error', () => {});
+  }
+
+  /** The bound address: `[host, port]` with the real port for `AF_INET`, else the path or pipe name. */
+  get address(): Address {
+    return this.#address;
+  }
+
+  get family(): Family {
+    return this.#family;
+  }
+
+  /** Address of the peer of the last connection `accept()` returned (`''` for Unix sockets), or null. */
+  get lastAccepted(): Address | null {
+    return this.#lastAccepted;
+  }
+
+  /** Python-compatible name of {@link lastAccepted}. */
+  get last_accepted(): Address | null {
+    return this.#lastAccepted;
+  }
+
+  /**
+   * The next connection (authenticated, when the Listener has an authkey).
+   * An aborted or timed-out accept loses no connection: it goes to the next one.
+   *
+   * @example
+   * ```ts
+   * const conn = await listener.accept({ timeout: 10_000 });
+   * ```
+   */
+  accept(options?: AcceptOptions): Promise<Connection> {
+    if (this.#closed) return Promise.reject(listenerClosed());
+    let signal: AbortSignal | undefined;
+    let timeout: number | undefined;
+    try {
+      const opts = optionsOf(options, 'options');
+      signal = abortSignal(opts.signal);
+      timeout = timeoutMs(opts.timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const arrival = this.#arrivals.shift();
+    if (arrival !== undefined) return Promise.resolve(this.#handOver(arrival));
+    return new Promise<Connection>((resolve, reject) => {
+      const acceptor: Acceptor = { resolve, reject, disarm: null };
+      this.#acceptors.push(acceptor);
+      if (signal !== undefined || timeout !== undefined) {
+        acceptor.disarm = armCancel(signal, timeout, 'accept', (reason) => {
+          if (this.#acceptors.remove(acceptor)) reject(reason);
+        });
+      }
+    });
+  }
+
+  /**
+   * Stops listening and removes the socket file (and the private directory)
+   * it created. Connections already accepted stay open; ones not yet accepted
+   * are closed. Pending `accept()` calls reject with `ERR_CLOSED`. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#server.close();
+    this.#removeFiles?.();
+    this.#removeFiles = null;
+    const err = listenerClosed();
+    for (const acceptor of this.#acceptors.drain()) {
+      acceptor.disarm?.();
+      acceptor.reject(err);
+    }
+    const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking];
+    this.#handshaking.clear();
+    this.#ready.notify();
+    await Promise.all(pending.map((conn) => conn.close()));
+  }
+
+  /** Accepts connections until the Listener is closed. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
+    for (;;) {
+      let conn: Connection;
+      try {
+        conn = await this.accept();
+      } catch (err) {
+        if (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED') return;
+        throw err;
+      }
+      yield conn;
+    }
+  }
+
+  /** `await using listener = await Listener.listen(...)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal For `wait()`: ready when a connection is waiting to be accepted. */
+  [readiness](): Readiness {
+    return {
+      ready: () => this.#arrivals.length > 0 || this.#closed,
+      subscribe: (listener) => this.#ready.subscribe(listener),
+    };
+  }
+
+  #onSocket(socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.#family === 'AF_INET') socket.setNoDelay(true);
+    const peer = peerOf(socket, this.#family);
+    const conn = new Connection(socket, this.#connectionOptions);
+    if (this.#authkey === null) {
+      this.#arrive({ conn, peer });
+      return;
+    }
+    this.#handshaking.add(conn);
+    authenticatePeer(conn, this.#authkey, this.#authTimeout).then(
+      () => {
+        if (!this.#handshaking.delete(conn)) return; // closed meanwhile
+        this.#arrive({ conn, peer });
+      },
+      (err: AuthenticationError | ProtocolError) => {
+        const wasPending = this.#handshaking.delete(conn);
+        if (wasPending) this.#reportHandshakeError(err, peer);
+      },
+    );
+  }
+
+  #reportHandshakeError(err: AuthenticationError | ProtocolError, peer: Address | null): void {
+    this.emit('handshakeError', err, peer);
+  }
+
+  #arrive(arrival: Arrival): void {
+    const acceptor = this.#acceptors.shift();
+    if (acceptor !== undefined) {
+      acceptor.disarm?.();
+      acceptor.resolve(this.#handOver(arrival));
+      return;
+    }
+    this.#arrivals.push(arrival);
+    if (this.#arrivals.length === 1) this.#ready.notify();
+  }
+
+  #handOver(arrival: Arrival): Connection {
+    this.#lastAccepted = arrival.peer;
+    return arrival.conn;
+  }
+}
+
+function listenerClosed(): ConnectionStateError {
+  return new ConnectionStateError('ERR_CLOSED', 'the listener is closed');
+}
+
+function peerOf(socket: net.Socket, family: Family): Address {
+  if (family !== 'AF_INET') return '';
+  return [socket.remoteAddress ?? '', socket.remotePort ?? 0];
+}
+
+async function listening(server: net.Server): Promise<void> {
+  if (server.listening) return;
+  await once(server, 'listening');
+}
+
+/**
+ * Python binds `AF_INET` to an IPv4 address: `'localhost'` means 127.0.0.1 so
+ * that a Python client (which connects over IPv4 only) reaches it. `''` means
+ * every interface. IPv6 literals are used as given.
+ */
+async function bindHost(host: string): Promise<string> {
+  if (host === '') return '0.0.0.0';
+  if (net.isIP(host) !== 0) return host;
+  try {
+    return (await lookup(host, { family: 4 })).address;
+  } catch {
+    return (await lookup(host)).address;
+  }
+}
+
+/** Removes the socket file (and the private directory around it) on close or at exit. */
+function socketFileRemover(path: string, privateDir: string | null): () => void {
+  const remove = (): void => {
+    rmSync(path, { force: true });
+    if (privateDir !== null) rmSync(privateDir, { recursive: true, force: true });
+  };
+  const cancelAtExit = onExit(remove);
+  return () => {
+    cancelAtExit();
+    remove();
+  };
+}

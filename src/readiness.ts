@@ -1,0 +1,35 @@
+/**
+ * How `wait()` and `poll()` learn that an object is ready without reaching
+ * into its internals: Connection and Listener implement this under a symbol.
+ */
+export const readiness = Symbol('mpconn.readiness');
+
+export interface Readiness {
+  /** Whether the object is ready now (see SPEC: `wait` readiness rules). */
+  ready(): boolean;
+  /** Calls `listener` whenever the object may have become ready; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+}
+
+export interface HasReadiness {
+  [readiness](): Readiness;
+}
+
+/** A set of listeners notified together; cheap to add to and remove from. */
+export class Notifier {
+  #listeners = new Set<() => void>();
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get size(): number {
+    return this.#listeners.size;
+  }
+
+  notify(): void {
+    if (this.#listeners.size === 0) return;
+    for (const listener of [...this.#listeners]) listener();
+  }
+}

@@ -1,0 +1,70 @@
+import { ProtocolError, UnpicklingError } from '../errors.js';
+import { jsonSerializer } from './json.js';
+import { msgpackSerializer } from './msgpack.js';
+import { pickleSerializer } from './pickle/index.js';
+import type { Serializer, SerializerOption } from './types.js';
+
+export type { Serializer, SerializerOption } from './types.js';
+export { PyGlobal, PyObject, Tuple, dumps as pickleDumps, loads as pickleLoads } from './pickle/index.js';
+
+/**
+ * The serializer a connection uses. Built-in ones get a fresh instance per
+ * connection (their encoder and decoder buffers are reused across messages);
+ * their decoding failures become `ProtocolError` `ERR_DECODE` (or
+ * `UnpicklingError`) carrying the raw payload, so nothing is lost.
+ */
+export function resolveSerializer(option: SerializerOption | undefined): Serializer {
+  switch (option ?? 'msgpack') {
+    case 'msgpack':
+      return guardDecode(msgpackSerializer(), 'msgpack');
+    case 'json':
+      return guardDecode(jsonSerializer(), 'JSON');
+    case 'pickle':
+      return guardPickle(pickleSerializer());
+    default:
+      if (
+        typeof option === 'object' && option !== null &&
+        typeof option.encode === 'function' && typeof option.decode === 'function'
+      ) {
+        return option;
+      }
+      throw new TypeError(
+        `serializer must be 'msgpack', 'json', 'pickle' or an object with encode() and decode(); got ${describe(option)}`,
+      );
+  }
+}
+
+function guardDecode(serializer: Serializer, name: string): Serializer {
+  return {
+    encode: serializer.encode,
+    decode(bytes) {
+      try {
+        return serializer.decode(bytes);
+      } catch (cause) {
+        throw new ProtocolError('ERR_DECODE', `message is not valid ${name}: ${(cause as Error).message}`, {
+          cause,
+          data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        });
+      }
+    },
+  };
+}
+
+function guardPickle(serializer: Serializer): Serializer {
+  return {
+    encode: serializer.encode,
+    decode(bytes) {
+      try {
+        return serializer.decode(bytes);
+      } catch (cause) {
+        if (cause instanceof UnpicklingError) throw cause;
+        throw new UnpicklingError(`message is not a valid pickle: ${(cause as Error).message}`, { cause });
+      }
+    },
+  };
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  return value === null ? 'null' : typeof value;
+}

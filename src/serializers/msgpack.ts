@@ -1,0 +1,91 @@
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import type { Serializer } from './types.js';
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const UINT64_MAX = (1n << 64n) - 1n;
+const INT64_MIN = -(1n << 63n);
+
+// The parts of @msgpack/msgpack 3.x we extend (TypeScript-private, so the
+// extension is made on each instance); test/serializers.test.ts covers them.
+interface EncoderInternals {
+  encodeObject(object: unknown, depth: number): void;
+  encodeNumber(n: number): void;
+  encodeBigInt64(n: bigint): void;
+  doEncode(value: unknown, depth: number): void;
+  writeU8(n: number): void;
+  writeU16(n: number): void;
+  writeU32(n: number): void;
+}
+interface DecoderInternals {
+  view: DataView;
+  pos: number;
+  readU64(): number | bigint;
+  readI64(): number | bigint;
+}
+
+/**
+ * msgpack with the integers and containers a Python peer sends: integers that
+ * need 64 bits round-trip exactly (a number when safe, else a bigint, never a
+ * lossy float), a `bigint` is encoded as an integer, a `Map` as a map with its
+ * own keys, a `Set` as an array. Left alone, the library turns a `Map` or a
+ * `Set` into `{}` and integers above 2**53 into approximations.
+ */
+function createEncoder(): Encoder {
+  const encoder = new Encoder();
+  const self = encoder as unknown as EncoderInternals;
+  const encodeObject = self.encodeObject.bind(encoder);
+  self.encodeObject = (object, depth) => {
+    if (typeof object === 'bigint') {
+      if (object >= MIN_SAFE && object <= MAX_SAFE) self.encodeNumber(Number(object));
+      else if (object >= INT64_MIN && object <= UINT64_MAX) self.encodeBigInt64(object);
+      else throw new RangeError(`msgpack integers are 64-bit; ${object} does not fit`);
+    } else if (object instanceof Map) {
+      const size = object.size;
+      if (size < 16) self.writeU8(0x80 + size);
+      else if (size < 0x10000) {
+        self.writeU8(0xde);
+        self.writeU16(size);
+      } else {
+        self.writeU8(0xdf);
+        self.writeU32(size);
+      }
+      for (const [key, value] of object) {
+        self.doEncode(key, depth + 1);
+        self.doEncode(value, depth + 1);
+      }
+    } else if (object instanceof Set) {
+      encodeObject([...object], depth);
+    } else {
+      encodeObject(object, depth);
+    }
+  };
+  return encoder;
+}
+
+function createDecoder(): Decoder {
+  const decoder = new Decoder();
+  const self = decoder as unknown as DecoderInternals;
+  self.readU64 = () => {
+    const value = self.view.getBigUint64(self.pos);
+    self.pos += 8;
+    return value <= MAX_SAFE ? Number(value) : value;
+  };
+  self.readI64 = () => {
+    const value = self.view.getBigInt64(self.pos);
+    self.pos += 8;
+    return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
+  };
+  return decoder;
+}
+
+/** The default serializer. Encoder and decoder are created once and reused. */
+export function msgpackSerializer(): Serializer {
+  const encoder = createEncoder();
+  const decoder = createDecoder();
+  return {
+    // encode() copies out of the encoder's reused buffer, so the bytes are ours to keep.
+    encode: (value) => encoder.encode(value),
+    decode: (bytes) => decoder.decode(bytes),
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Argument checks shared by the whole public API, so that every entry point
+ * rejects bad input the same way: `TypeError` for the wrong kind of value,
+ * `RangeError` for a value out of range (Python raises `ValueError` there).
+ */
+
+/** A byte view over any `ArrayBufferView` or `ArrayBuffer`, sharing its memory. */
+export function bytesOf(value: unknown, what: string): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return new Uint8Array(value);
+  throw new TypeError(`${what} must be an ArrayBufferView or an ArrayBuffer, not ${describe(value)}`);
+}
+
+/** An optional non-negative integer count of bytes. */
+export function byteCount(value: unknown, what: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') throw new TypeError(`${what} must be a number, not ${describe(value)}`);
+  if (!Number.isInteger(value)) throw new RangeError(`${what} must be an integer, got ${value}`);
+  if (value < 0) throw new RangeError(`${what} is negative (${value})`);
+  return value;
+}
+
+/** Python's `send_bytes(buf, offset, size)` rules, in bytes of the view. */
+export function sliceForSend(buf: unknown, offset: unknown, size: unknown): Uint8Array {
+  const bytes = bytesOf(buf, 'buf');
+  const n = bytes.byteLength;
+  const start = byteCount(offset, 'offset') ?? 0;
+  if (start > n) throw new RangeError(`offset ${start} is past the end of the ${n}-byte buffer`);
+  const count = byteCount(size, 'size') ?? n - start;
+  if (start + count > n) {
+    throw new RangeError(`offset + size (${start} + ${count}) is past the end of the ${n}-byte buffer`);
+  }
+  return start === 0 && count === n ? bytes : bytes.subarray(start, start + count);
+}
+
+/**
+ * A timeout in milliseconds: `undefined`/`null` means none (wait forever, as
+ * Python's `None`), a negative value counts as 0, `Infinity` is allowed.
+ */
+export function timeoutMs(value: unknown, what = 'timeout'): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') throw new TypeError(`${what} must be a number of milliseconds, not ${describe(value)}`);
+  if (Number.isNaN(value)) throw new RangeError(`${what} must not be NaN`);
+  return value < 0 ? 0 : value;
+}
+
+export function abortSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!(value instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, not ${describe(value)}`);
+  return value;
+}
+
+/** An HMAC key: bytes, or a string taken as its UTF-8 bytes. An empty key is a key. */
+export function authkeyBytes(value: unknown): Uint8Array | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError(`authkey must be a Uint8Array or a string, not ${describe(value)}`);
+}
+
+export function options<T extends object>(value: T | undefined | null, what: string): Partial<T> {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object') throw new TypeError(`${what} must be an object, not ${describe(value)}`);
+  return value;
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'object' || typeof value === 'function') {
+    const name = (value as object).constructor?.name;
+    return name ? `a ${name}` : typeof value;
+  }
+  return `${typeof value} ${String(value)}`;
+}
