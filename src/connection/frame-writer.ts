@@ -35,15 +35,16 @@ export class FrameWriter {
   #batch = Buffer.allocUnsafe(BATCH_SIZE);
   #batchLength = 0;
   #flushScheduled = false;
-  #drain: Promise<void> | null = null;
-  #resolveDrain: (() => void) | null = null;
+  /** Settles with the transport's error at the time it drained (null: the bytes reached the OS). */
+  #drain: Promise<Error | null> | null = null;
+  #resolveDrain: ((err: Error | null) => void) | null = null;
   #error: Error | null = null;
   #ended = false;
 
   constructor(stream: Duplex) {
     this.#stream = stream;
     this.#highWaterMark = Math.max(stream.writableHighWaterMark ?? 0, MIN_HIGH_WATER_MARK);
-    stream.on('drain', () => this.#drained());
+    stream.on('drain', () => this.#drained(this.#error));
   }
 
   /** The error that broke the transport, if any; later writes reject with it. */
@@ -55,7 +56,7 @@ export class FrameWriter {
   fail(err: Error): void {
     this.#error ??= err;
     this.#batchLength = 0;
-    this.#drained();
+    this.#drained(this.#error);
   }
 
   /**
@@ -118,6 +119,9 @@ export class FrameWriter {
     if (stream.writableFinished || stream.destroyed || this.#error !== null) return resolved;
     return new Promise<void>((resolve) => {
       const done = (): void => {
+        // A stream that is ending never emits 'drain': 'finish' means every
+        // queued byte reached the OS, so sends waiting for drain are done.
+        this.#drained(this.#error);
         stream.off('finish', done);
         stream.off('close', done);
         stream.off('error', done);
@@ -141,17 +145,16 @@ export class FrameWriter {
   }
 
   #waitDrain(): Promise<void> {
-    this.#drain ??= new Promise<void>((resolve) => {
+    this.#drain ??= new Promise<Error | null>((resolve) => {
       this.#resolveDrain = resolve;
     });
-    const error = (): Promise<void> => (this.#error !== null ? Promise.reject(this.#error) : resolved);
-    return this.#drain.then(error);
+    return this.#drain.then((err) => (err !== null ? Promise.reject(err) : undefined));
   }
 
-  #drained(): void {
+  #drained(err: Error | null): void {
     const resolve = this.#resolveDrain;
     this.#drain = null;
     this.#resolveDrain = null;
-    resolve?.();
+    resolve?.(err);
   }
 }

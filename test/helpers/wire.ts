@@ -60,6 +60,8 @@ export interface RawPeer {
   raw: net.Socket;
   /** A Connection over the near end (made with `Connection.fromStream`). */
   conn: Connection;
+  /** The socket under `conn` (to observe its events; the Connection owns it). */
+  near: net.Socket;
   /** Closes both ends and removes the socket file. */
   dispose(): Promise<void>;
 }
@@ -86,6 +88,7 @@ export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise
   return {
     raw,
     conn,
+    near,
     async dispose() {
       raw.destroy();
       await conn.close();
