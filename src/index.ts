@@ -45,3 +45,8 @@ export const answer_challenge = answerChallenge;
 export const address_type = addressType;
 /** Python-compatible name of {@link arbitraryAddress}. */
 export const arbitrary_address = arbitraryAddress;
+
+export { wait } from './wait/index.js';
+export type { Waitable } from './wait/index.js';
+export { parentConnection, spawn } from './process/index.js';
+export type { SpawnOptions } from './process/index.js';

@@ -9,6 +9,8 @@ export interface Readiness {
   ready(): boolean;
   /** Calls `listener` whenever the object may have become ready; returns the unsubscribe function. */
   subscribe(listener: () => void): () => void;
+  /** How many listeners are subscribed now (lets tests prove `wait()` leaks none). */
+  subscribers(): number;
 }
 
 export interface HasReadiness {
@@ -18,10 +20,19 @@ export interface HasReadiness {
 /** A set of listeners notified together; cheap to add to and remove from. */
 export class Notifier {
   #listeners = new Set<() => void>();
+  readonly #onChange: (() => void) | undefined;
+
+  /** `onChange` runs after every subscribe and unsubscribe. */
+  constructor(onChange?: () => void) {
+    this.#onChange = onChange;
+  }
 
   subscribe(listener: () => void): () => void {
     this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    this.#onChange?.();
+    return () => {
+      if (this.#listeners.delete(listener)) this.#onChange?.();
+    };
   }
 
   get size(): number {

@@ -33,10 +33,16 @@ export interface RecvOptions {
   timeout?: number;
 }
 
-/** Which directions a connection may use (one-way `Pipe` ends use one). */
+/** Which directions a connection may use (one-way `Pipe` ends use one), and how it holds the process. */
 export interface ConnectionMode {
   readable: boolean;
   writable: boolean;
+  /**
+   * `'while-waiting'`: the transport keeps the process alive only while a
+   * receive, `poll` or `wait` is pending on it, as Node's IPC channel does, so
+   * a child that has sent its results can exit. Default: always, like a socket.
+   */
+  keepAlive?: 'always' | 'while-waiting';
 }
 
 const enum Kind {
@@ -102,7 +108,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   #readEnd: MpconnError | null = null;
   /** The end is reported once, then the connection is no longer readable (bad framing, too long). */
   #readEndOnce = false;
-  readonly #ready = new Notifier();
+  readonly #ready = new Notifier(() => this.#holdProcess());
+  readonly #keepAliveWhileWaiting: boolean;
 
   /**
    * Wraps any duplex byte stream (a socket, a TLS socket, a stream pair).
@@ -130,6 +137,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
+    this.#keepAliveWhileWaiting = mode.keepAlive === 'while-waiting';
     this.#writer = new FrameWriter(stream);
     this.#decoder = new FrameDecoder(
       {
@@ -151,6 +159,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       this.#writer.fail(peerGone());
       this.#onEndOfStream(undefined);
     });
+    this.#holdProcess();
   }
 
   /** True once `close()` was called on this side. */
@@ -357,7 +366,11 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** @internal For `wait()`: ready when a message or the end of the stream is waiting. */
   [readiness](): Readiness {
-    return { ready: () => this.#isReady(), subscribe: (listener) => this.#ready.subscribe(listener) };
+    return {
+      ready: () => this.#isReady(),
+      subscribe: (listener) => this.#ready.subscribe(listener),
+      subscribers: () => this.#ready.size,
+    };
   }
 
   // Python-compatible names.
@@ -378,6 +391,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   }
 
   // Receiving.
+
+  /** With keepAlive 'while-waiting': ref the transport only while someone waits on it. */
+  #holdProcess(): void {
+    if (!this.#keepAliveWhileWaiting) return;
+    const s = this.#stream as Duplex & { ref?: () => void; unref?: () => void };
+    if (this.#receivers.length > 0 || this.#ready.size > 0) s.ref?.();
+    else s.unref?.();
+  }
 
   #isReady(): boolean {
     return this.#inbox.length > 0 || this.#readEnd !== null || this.#unreadable || this.#closing !== null;
@@ -431,7 +452,19 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         reject(this.#endError());
         return;
       }
+      if (this.#keepAliveWhileWaiting) {
+        // Settling always follows removal from the queue, so this sees the new count.
+        r.resolve = (value) => {
+          resolve(value);
+          this.#holdProcess();
+        };
+        r.reject = (reason) => {
+          reject(reason);
+          this.#holdProcess();
+        };
+      }
       this.#receivers.push(r);
+      this.#holdProcess();
       if (signal !== undefined || timeout !== undefined) {
         r.disarm = armCancel(signal, timeout, 'recv', (reason) => this.#cancel(r, reason));
       }
