@@ -100,8 +100,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
    */
   static async listen(address?: Address | null, options?: ListenerOptions): Promise<Listener> {
     const opts = optionsOf(options, 'options');
-    const family =
-      opts.family !== undefined ? checkFamily(opts.family) : address != null ? addressType(address) : checkFamily(defaultFamily);
+    // As Python's Listener: the family comes from the option, else the address, else the default, and is validated either way.
+    const family = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
     const addr = address ?? arbitraryAddress(family);
     if (addressType(addr) !== family) {
       throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
