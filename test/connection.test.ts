@@ -24,6 +24,7 @@ import {
   rejectionOf,
   stillPending,
   tick,
+  until,
   within,
   writeRaw,
   type RawPeer,
@@ -391,6 +392,25 @@ describe('Connection', () => {
       expect(Buffer.from(buf.buffer, 100, message.length).equals(message)).to.equal(true);
     });
 
+    it('never writes into the caller’s buffer after the receive settled (closed in the middle of a message)', async () => {
+      const p = await peer();
+      p.raw.pause(); // the far side reads nothing for now, so close() has frames to flush and data keeps arriving
+      const buf = new Uint8Array(2 * MiB);
+      const pending = rejectionOf(p.conn.recvBytesInto(buf));
+      const wire = frame(Buffer.alloc(MiB + 1, 0x55));
+      await writeRaw(p.raw, wire.subarray(0, 200 * KiB));
+      await until(() => p.near.bytesRead >= 200 * KiB, 5000, 'first part read');
+      void p.conn.sendBytes(Buffer.alloc(8 * MiB)).catch(() => {});
+      const closing = p.conn.close();
+      expectState(await pending, 'ERR_CLOSED');
+      const snapshot = Buffer.from(buf);
+      await writeRaw(p.raw, wire.subarray(200 * KiB));
+      await until(() => p.near.bytesRead >= wire.length, 5000, 'rest read');
+      expect(Buffer.from(buf).equals(snapshot)).to.equal(true);
+      p.raw.resume();
+      await within(closing, 10_000, 'close');
+    });
+
     it('rejects an offset past the end or a negative offset with RangeError, consuming nothing', async () => {
       const [a, b] = await pipe();
       await a.sendBytes(Buffer.from('kept'));
@@ -466,6 +486,16 @@ describe('Connection', () => {
       await tick();
       p.raw.resetAndDestroy();
       expectProtocol(await within(rejectionOf(pending), 5000, 'recvBytes'), 'ERR_TRUNCATED');
+    });
+
+    it('can still send after the peer ended its side (half-close)', async () => {
+      const p = await peer();
+      await endRaw(p.raw);
+      expect(await rejectionOf(p.conn.recv())).to.be.instanceOf(EOFError);
+      const got = once(p.raw, 'data');
+      await p.conn.sendBytes(Buffer.from('still there?'));
+      const [chunk] = (await got) as [Buffer];
+      expect(chunk.equals(frame(Buffer.from('still there?')))).to.equal(true);
     });
 
     it('rejects a frame with a negative length other than -1 with ProtocolError ERR_BAD_LENGTH', async () => {
@@ -883,6 +913,25 @@ describe('Connection', () => {
       expect(await rejectionOf(b.recv())).to.be.instanceOf(EOFError);
       await closing;
       await Promise.all(sends);
+    });
+
+    it('finishes when both ends close with unread data queued both ways (each side drops what it will never read)', async () => {
+      const [a, b] = await pipe();
+      const big = Buffer.alloc(8 * MiB, 1);
+      const sends = [a.sendBytes(big), a.sendBytes(big), b.sendBytes(big), b.sendBytes(big)].map((p) => p.catch(() => {}));
+      await Promise.all([a.poll(Infinity), b.poll(Infinity)]); // data is flowing both ways, and nobody reads
+      await within(Promise.all([a.close(), b.close()]), 10_000, 'closing both ends');
+      await within(Promise.all(sends), 10_000, 'the sends');
+    });
+
+    it('finishes after a message too long left the connection unreadable, with the peer still sending', async () => {
+      const [a, b] = await pipe();
+      await a.sendBytes(Buffer.alloc(100));
+      expectProtocol(await rejectionOf(b.recvBytes(10)), 'ERR_MESSAGE_TOO_LONG');
+      const big = Buffer.alloc(8 * MiB, 2);
+      const sends = [a.sendBytes(big), b.sendBytes(big), b.sendBytes(big)].map((p) => p.catch(() => {}));
+      await within(Promise.all([a.close(), b.close()]), 10_000, 'closing both ends');
+      await within(Promise.all(sends), 10_000, 'the sends');
     });
 
     it('rejects this side’s pending receives with ERR_CLOSED', async () => {

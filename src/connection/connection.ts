@@ -341,6 +341,13 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     for (const r of this.#receivers.drain()) this.#settleError(r, err);
     this.#inbox.drain();
     this.#inboxCost = 0;
+    // Keep reading (and dropping) while our frames flush: a peer that is
+    // flushing to us in turn must not wait on a paused transport, or two ends
+    // closing with unread data queued both ways would wait on each other forever.
+    if (this.#paused) {
+      this.#paused = false;
+      this.#stream.resume();
+    }
     this.#ready.notify();
     return this.#closing;
   }

@@ -85,6 +85,8 @@ export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise
   server.close();
   if (dir !== null) rmSync(dir, { recursive: true, force: true });
   const conn = Connection.fromStream(near, options);
+  // Tests see write failures through writeRaw's callback; an 'error' event must not crash the run.
+  raw.on('error', () => {});
   return {
     raw,
     conn,
@@ -160,6 +162,15 @@ function describeValue(value: unknown): string {
     return JSON.stringify(value) ?? String(value);
   } catch {
     return String(value);
+  }
+}
+
+/** Resolves once `condition()` holds, checking every few ms; rejects naming `what` after `ms`. */
+export async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not true within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
 
