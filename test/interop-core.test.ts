@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Client, Connection, EOFError, Listener, type Address } from 'mpconn';
-import { forEachPython, runPython, type Python, type PythonProcess } from './helpers/python.js';
+import { forEachPython, pythons, runPython, type Python, type PythonProcess } from './helpers/python.js';
 import { longFrame, rejectionOf, within } from './helpers/wire.js';
 
 const MiB = 1 << 20;
@@ -196,6 +196,52 @@ describe('interop: framing with CPython (no authentication)', function () {
           await unix.close();
         }
       });
+    });
+  });
+});
+
+describe('interop: a burst of mpconn Clients against a busy Python Listener', function () {
+  this.timeout(60_000);
+  const newest = pythons().at(-1);
+
+  forEachPython(newest === undefined ? undefined : { only: [newest.minor] }, (py: Python) => {
+    it(`all connect over a Unix socket although CPython ${py.version} listens with backlog 1 and accepts one at a time`, async () => {
+      const peer = runPython(
+        py,
+        `
+import time
+from multiprocessing.connection import Listener
+listener = Listener(family='AF_UNIX')
+print(listener.address)
+time.sleep(0.5)  # busy: nothing is accepted, the accept queue (backlog 1) fills up
+for i in range(6):
+    conn = listener.accept()
+    conn.send_bytes(b'%d' % i)
+    conn.close()
+listener.close()
+print('done')
+`,
+      );
+      try {
+        const address = await within(peer.line(), 30_000, 'python listener address');
+        const results = await Promise.allSettled(
+          Array.from({ length: 6 }, async () => {
+            const conn = await Client(address, { timeout: 30_000 });
+            try {
+              return (await conn.recvBytes()).toString();
+            } finally {
+              await conn.close();
+            }
+          }),
+        );
+        expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).to.deep.equal(
+          [],
+        );
+        expect(results.map((r) => (r as PromiseFulfilledResult<string>).value).sort()).to.deep.equal(['0', '1', '2', '3', '4', '5']);
+        await finished(peer, py.version);
+      } finally {
+        peer.kill();
+      }
     });
   });
 });

@@ -538,6 +538,77 @@ describe('Client', () => {
     expect(await s.recv()).to.equal('via connect');
   });
 
+  it('waits for room when a Unix listener’s accept queue is full, as Python’s blocking connect does', async () => {
+    // A Python Listener has backlog 1 and accepts one connection at a time: a
+    // burst of clients must queue up, not fail with EAGAIN.
+    const dir = scratchDir();
+    const path = join(dir, 'busy.sock');
+    const release = join(dir, 'release');
+    const child = runNode(
+      `import { Listener } from '${MPCONN}';
+       import { existsSync } from 'node:fs';
+       const [path, release] = process.argv.slice(1);
+       const listener = await Listener.listen(path, { backlog: 1 });
+       console.log('ready');
+       const until = Date.now() + 20000;
+       while (!existsSync(release) && Date.now() < until) {} // busy: accepts nothing
+       for (let i = 0; i < 6; i++) {
+         const conn = await listener.accept();
+         await conn.send(i);
+         await conn.close();
+       }
+       await listener.close();`,
+      [path, release],
+    );
+    try {
+      expect(await child.line()).to.equal('ready');
+      const clients = Array.from({ length: 6 }, () =>
+        Client(path, { timeout: 30_000 }).then(async (conn) => {
+          open.push(conn);
+          return conn.recv();
+        }),
+      );
+      const settled = Promise.allSettled(clients);
+      expect(await stillPending(settled, 300)).to.equal(true);
+      writeFileSync(release, '');
+      const results = await within(settled, 20_000, 'clients');
+      const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+      expect(failures).to.deep.equal([]);
+      expect(results.map((r) => (r as PromiseFulfilledResult<unknown>).value).sort()).to.deep.equal([0, 1, 2, 3, 4, 5]);
+      expect((await within(child.exit(), 10_000, 'listener process')).code).to.equal(0);
+    } finally {
+      writeFileSync(release, '');
+      child.kill();
+    }
+  });
+
+  it('still gives up when the queue stays full past its timeout', async () => {
+    const dir = scratchDir();
+    const path = join(dir, 'stuck.sock');
+    const release = join(dir, 'release');
+    const child = runNode(
+      `import { Listener } from '${MPCONN}';
+       import { existsSync } from 'node:fs';
+       const [path, release] = process.argv.slice(1);
+       const listener = await Listener.listen(path, { backlog: 1 });
+       console.log('ready');
+       const until = Date.now() + 20000;
+       while (!existsSync(release) && Date.now() < until) {}
+       await listener.close();`,
+      [path, release],
+    );
+    try {
+      expect(await child.line()).to.equal('ready');
+      const attempts = await Promise.allSettled(Array.from({ length: 8 }, () => Client(path, { timeout: 200 })));
+      for (const a of attempts) if (a.status === 'fulfilled') open.push(a.value);
+      const timeouts = attempts.filter((a) => a.status === 'rejected' && (a.reason as Error).name === 'TimeoutError');
+      expect(timeouts.length).to.be.greaterThan(0);
+    } finally {
+      writeFileSync(release, '');
+      child.kill();
+    }
+  });
+
   it('rejects when nothing listens at the address', async () => {
     const err = await rejectionOf(Client(join(scratchDir(), 'nobody.sock')));
     expect(err.code).to.equal('ENOENT');

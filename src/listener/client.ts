@@ -57,6 +57,10 @@ export async function Client(address: Address, options?: ClientOptions): Promise
 /** Python-compatible alias of {@link Client}. */
 export const connect = Client;
 
+/** Pause before trying again when a Unix socket's accept queue is full, doubling up to the max. */
+const BUSY_RETRY_FIRST = 5;
+const BUSY_RETRY_MAX = 100;
+
 function connectSocket(
   address: Address,
   family: Family,
@@ -64,37 +68,57 @@ function connectSocket(
   timeout: number,
   signal: AbortSignal | undefined,
 ): Promise<net.Socket> {
-  let socket: net.Socket;
-  let ready: string;
-  if (family === 'AF_INET') {
-    const { host, port } = inetParts(address);
-    if (secure !== undefined) {
-      socket = tls.connect({ servername: net.isIP(host) ? undefined : host, ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions);
-      ready = 'secureConnect';
-    } else {
-      socket = net.connect({ host, port, allowHalfOpen: true });
-      ready = 'connect';
-    }
-    socket.setNoDelay(true);
-  } else {
-    socket = net.connect({ path: address as string, allowHalfOpen: true });
-    ready = 'connect';
-  }
   return new Promise<net.Socket>((resolve, reject) => {
+    let socket: net.Socket | null = null;
+    let retry: NodeJS.Timeout | undefined;
+    let delay = BUSY_RETRY_FIRST;
+    let settled = false;
     const disarm = armCancel(signal, timeout, 'connect', (reason) => {
-      socket.destroy();
+      settled = true;
+      clearTimeout(retry);
+      socket?.destroy();
       reject(reason);
     });
-    once(socket, ready).then(
-      () => {
-        disarm();
-        resolve(socket);
-      },
-      (err: unknown) => {
-        disarm();
-        socket.destroy();
-        reject(err);
-      },
-    );
+    const attempt = (): void => {
+      const [s, ready] = openSocket(address, family, secure);
+      socket = s;
+      once(s, ready).then(
+        () => {
+          if (settled) return;
+          settled = true;
+          disarm();
+          resolve(s);
+        },
+        (err: NodeJS.ErrnoException) => {
+          s.destroy();
+          if (settled) return;
+          // A Unix socket whose accept queue is full refuses a non-blocking
+          // connect at once (EAGAIN), where Python's blocking connect() waits
+          // for room. A Python Listener's backlog is 1, so a burst of clients
+          // meets this routinely: wait and try again, until timeout or abort.
+          if (err.code === 'EAGAIN' && family === 'AF_UNIX') {
+            retry = setTimeout(attempt, delay);
+            delay = Math.min(delay * 2, BUSY_RETRY_MAX);
+            return;
+          }
+          settled = true;
+          disarm();
+          reject(err);
+        },
+      );
+    };
+    attempt();
   });
+}
+
+/** A socket connecting to `address`, and the event that says it is ready. */
+function openSocket(address: Address, family: Family, secure: tls.ConnectionOptions | undefined): [net.Socket, string] {
+  if (family !== 'AF_INET') return [net.connect({ path: address as string, allowHalfOpen: true }), 'connect'];
+  const { host, port } = inetParts(address);
+  const socket =
+    secure !== undefined
+      ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions)
+      : net.connect({ host, port, allowHalfOpen: true });
+  socket.setNoDelay(true);
+  return [socket, secure !== undefined ? 'secureConnect' : 'connect'];
 }
