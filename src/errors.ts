@@ -14,7 +14,19 @@
  * @module
  */
 
-/** Base class of every error mpconn raises itself. */
+/**
+ * Base class of every error mpconn raises itself.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await conn.recv();
+ * } catch (err) {
+ *   if (err instanceof MpconnError) console.error(err.code, err.message);
+ *   else throw err;
+ * }
+ * ```
+ */
 export class MpconnError extends Error {
   /** A stable, machine-readable code such as `ERR_TRUNCATED`. */
   readonly code: string;
@@ -41,7 +53,14 @@ export class EOFError extends MpconnError {
   }
 }
 
-/** Codes a {@link ProtocolError} can carry. */
+/**
+ * Codes a {@link ProtocolError} can carry.
+ *
+ * @example
+ * ```ts
+ * const code: ProtocolErrorCode = 'ERR_TRUNCATED';
+ * ```
+ */
 export type ProtocolErrorCode = 'ERR_TRUNCATED' | 'ERR_MESSAGE_TOO_LONG' | 'ERR_BAD_LENGTH' | 'ERR_DECODE';
 
 /**
@@ -49,6 +68,15 @@ export type ProtocolErrorCode = 'ERR_TRUNCATED' | 'ERR_MESSAGE_TOO_LONG' | 'ERR_
  * (`ERR_TRUNCATED`), a frame was longer than allowed (`ERR_MESSAGE_TOO_LONG`),
  * a header carried an impossible length (`ERR_BAD_LENGTH`), or a payload could
  * not be decoded by the serializer (`ERR_DECODE`, with the raw bytes in `.data`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await conn.recv();
+ * } catch (err) {
+ *   if (err instanceof ProtocolError && err.code === 'ERR_DECODE') console.log('undecodable:', err.data);
+ * }
+ * ```
  */
 export class ProtocolError extends MpconnError {
   declare readonly code: ProtocolErrorCode;
@@ -61,7 +89,19 @@ export class ProtocolError extends MpconnError {
   }
 }
 
-/** The HMAC challenge failed, on either side of the handshake. */
+/**
+ * The HMAC challenge failed, on either side of the handshake.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await Client(['localhost', 6000], { authkey: 'maybe wrong' });
+ * } catch (err) {
+ *   if (err instanceof AuthenticationError) console.error('wrong authkey?', err.message);
+ * }
+ * listener.on('handshakeError', (err: AuthenticationError, peer) => console.warn(peer, err.message));
+ * ```
+ */
 export class AuthenticationError extends MpconnError {
   constructor(message: string, options?: ErrorOptions) {
     super('ERR_AUTH', message, options);
@@ -71,6 +111,16 @@ export class AuthenticationError extends MpconnError {
 /**
  * `recvBytesInto` received a message larger than the space left in the
  * destination. The message was consumed; `.data` holds all of it.
+ *
+ * @example
+ * ```ts
+ * const buf = new Uint8Array(16);
+ * try {
+ *   const n = await conn.recvBytesInto(buf);
+ * } catch (err) {
+ *   if (err instanceof BufferTooShort) handle(err.data); // the whole message
+ * }
+ * ```
  */
 export class BufferTooShort extends MpconnError {
   /** The whole message that did not fit. */
@@ -86,7 +136,14 @@ export class BufferTooShort extends MpconnError {
   }
 }
 
-/** Codes a {@link ConnectionStateError} can carry. */
+/**
+ * Codes a {@link ConnectionStateError} can carry.
+ *
+ * @example
+ * ```ts
+ * const code: ConnectionStateCode = 'ERR_CLOSED';
+ * ```
+ */
 export type ConnectionStateCode = 'ERR_CLOSED' | 'ERR_NOT_READABLE' | 'ERR_READ_ONLY' | 'ERR_WRITE_ONLY';
 
 /**
@@ -94,6 +151,12 @@ export type ConnectionStateCode = 'ERR_CLOSED' | 'ERR_NOT_READABLE' | 'ERR_READ_
  * this side (`ERR_CLOSED`), it can no longer be read after an oversized
  * message (`ERR_NOT_READABLE`), or it is one end of a one-way `Pipe`
  * (`ERR_READ_ONLY`, `ERR_WRITE_ONLY`).
+ *
+ * @example
+ * ```ts
+ * await conn.close();
+ * await conn.send('late').catch((err) => console.log(err.code)); // 'ERR_CLOSED'
+ * ```
  */
 export class ConnectionStateError extends MpconnError {
   declare readonly code: ConnectionStateCode;
@@ -103,7 +166,19 @@ export class ConnectionStateError extends MpconnError {
   }
 }
 
-/** A pickle could not be decoded. The connection stays usable. */
+/**
+ * A pickle could not be decoded. The connection stays usable.
+ *
+ * @example
+ * ```ts
+ * const conn = await Client(address, { serializer: 'pickle' });
+ * try {
+ *   console.log(await conn.recv());
+ * } catch (err) {
+ *   if (err instanceof UnpicklingError) console.warn('bad pickle at byte', err.offset);
+ * }
+ * ```
+ */
 export class UnpicklingError extends MpconnError {
   /** Byte offset in the pickle where decoding stopped, when known. */
   readonly offset?: number;

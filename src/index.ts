@@ -31,19 +31,54 @@ export type { ConnectionStateCode, ProtocolErrorCode } from './errors.js';
 export { PyGlobal, PyObject, Tuple } from './serializers/index.js';
 export type { Serializer, SerializerOption } from './serializers/index.js';
 
-/** An HMAC key: bytes, or a string taken as its UTF-8 bytes. */
+/**
+ * An HMAC key: bytes, or a string taken as its UTF-8 bytes.
+ *
+ * @example
+ * ```ts
+ * const authkey: Authkey = Buffer.from(process.env.APP_KEY ?? '', 'utf8'); // same as the string itself
+ * ```
+ */
 export type Authkey = Uint8Array | string;
 
 import { answerChallenge, deliverChallenge } from './auth/index.js';
 import { addressType, arbitraryAddress } from './listener/index.js';
 
-/** Python-compatible name of {@link deliverChallenge}. */
+/**
+ * Python-compatible name of {@link deliverChallenge}.
+ *
+ * @example
+ * ```ts
+ * await deliver_challenge(conn, 'secret');
+ * ```
+ */
 export const deliver_challenge = deliverChallenge;
-/** Python-compatible name of {@link answerChallenge}. */
+/**
+ * Python-compatible name of {@link answerChallenge}.
+ *
+ * @example
+ * ```ts
+ * await answer_challenge(conn, 'secret');
+ * ```
+ */
 export const answer_challenge = answerChallenge;
-/** Python-compatible name of {@link addressType}. */
+/**
+ * Python-compatible name of {@link addressType}.
+ *
+ * @example
+ * ```ts
+ * address_type(['localhost', 6000]); // 'AF_INET'
+ * ```
+ */
 export const address_type = addressType;
-/** Python-compatible name of {@link arbitraryAddress}. */
+/**
+ * Python-compatible name of {@link arbitraryAddress}.
+ *
+ * @example
+ * ```ts
+ * const address = arbitrary_address('AF_UNIX'); // '/tmp/mpconn-XXXX/listener-XXXX'
+ * ```
+ */
 export const arbitrary_address = arbitraryAddress;
 
 export { wait } from './wait/index.js';

@@ -17,7 +17,14 @@ import { FrameWriter } from './frame-writer.js';
 import { Queue } from '../queue.js';
 import { spendTurn } from './turn.js';
 
-/** Options every connection takes (and `Listener.listen`, `Client`, `Pipe`, `spawn`). */
+/**
+ * Options every connection takes (and `Listener.listen`, `Client`, `Pipe`, `spawn`).
+ *
+ * @example
+ * ```ts
+ * const conn = await Client(['localhost', 6000], { serializer: 'pickle', maxMessageSize: 16 * 1024 * 1024 });
+ * ```
+ */
 export interface ConnectionOptions {
   /** How `send`/`recv` turn values into bytes. Default `'msgpack'`. */
   serializer?: SerializerOption;
@@ -25,7 +32,14 @@ export interface ConnectionOptions {
   maxMessageSize?: number;
 }
 
-/** Options of a single receive. */
+/**
+ * Options of a single receive.
+ *
+ * @example
+ * ```ts
+ * const reply = await conn.recv({ timeout: 5_000 }); // rejects with a TimeoutError after 5 s, losing no message
+ * ```
+ */
 export interface RecvOptions {
   /** Abort the receive; it rejects with the signal's reason and no message is lost. */
   signal?: AbortSignal;

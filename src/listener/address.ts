@@ -5,10 +5,42 @@ import { dirname, join } from 'node:path';
 import { describe } from '../validate.js';
 import { onExit } from './cleanup.js';
 
-/** A TCP address: `[host, port]` as in Python, or `{ host, port }`. */
-export type InetAddress = readonly [host: string, port: number] | { host: string; port: number };
-/** A TCP address, a Unix socket path (`'\0name'`: Linux abstract namespace), or a Windows pipe `'\\\\.\\pipe\\name'`. */
+/**
+ * A TCP address: `[host, port]` as in Python, or `{ host, port }`.
+ *
+ * @example
+ * ```ts
+ * const a: InetAddress = ['localhost', 6000];
+ * const b: InetAddress = { host: '::1', port: 6000 };
+ * ```
+ */
+export type InetAddress =
+  | readonly [host: string, port: number]
+  | {
+      /** Host name or IP address; `''` listens on every interface. */
+      host: string;
+      /** TCP port; 0 lets the OS choose one when listening. */
+      port: number;
+    };
+/**
+ * A TCP address, a Unix socket path (`'\0name'`: Linux abstract namespace), or a Windows pipe `'\\\\.\\pipe\\name'`.
+ *
+ * @example
+ * ```ts
+ * await Client(['localhost', 6000]);       // AF_INET
+ * await Client('/tmp/app.sock');           // AF_UNIX
+ * await Client('\\\\.\\pipe\\app');          // AF_PIPE (Windows)
+ * ```
+ */
 export type Address = string | InetAddress;
+/**
+ * An address family, named as in Python: TCP, Unix domain sockets, Windows named pipes.
+ *
+ * @example
+ * ```ts
+ * const listener = await Listener.listen(null, { family: 'AF_INET' }); // localhost, a free port
+ * ```
+ */
 export type Family = 'AF_INET' | 'AF_UNIX' | 'AF_PIPE';
 
 const FAMILIES: readonly Family[] = ['AF_INET', 'AF_UNIX', 'AF_PIPE'];

@@ -8,13 +8,26 @@ import { resolveSerializer } from '../serializers/index.js';
 import { abortSignal, authkeyBytes, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
 import { type Address, addressType, checkFamily, type Family, inetParts } from './address.js';
 
-/** Options of {@link Client}. */
+/**
+ * Options of {@link Client}.
+ *
+ * @example
+ * ```ts
+ * const conn = await Client(['db.internal', 6000], {
+ *   authkey: process.env.APP_KEY,
+ *   timeout: 5_000,
+ *   tls: { ca: readFileSync('ca.pem') },
+ * });
+ * ```
+ */
 export interface ClientOptions extends ConnectionOptions {
+  /** Default: from the address ({@link addressType}). */
   family?: Family;
   /** When set, the handshake must succeed before `Client()` resolves. */
   authkey?: Uint8Array | string | null;
   /** Milliseconds for connecting and the handshake together. Default 20000 (CPython's CONNECTION_TIMEOUT). */
   timeout?: number;
+  /** Abort connecting (and the handshake); `Client()` rejects with the signal's reason. */
   signal?: AbortSignal;
   /** TLS for `AF_INET`: `ca`, `servername`, client certificates, and so on. */
   tls?: tls.ConnectionOptions;
@@ -54,7 +67,14 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   return conn;
 }
 
-/** Python-compatible alias of {@link Client}. */
+/**
+ * Python-compatible alias of {@link Client}.
+ *
+ * @example
+ * ```ts
+ * const conn = await connect(['localhost', 6000], { authkey: 'secret' });
+ * ```
+ */
 export const connect = Client;
 
 /** Pause before trying again when a Unix socket's accept queue is full, doubling up to the max. */

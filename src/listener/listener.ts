@@ -23,7 +23,18 @@ import {
 } from './address.js';
 import { onExit } from './cleanup.js';
 
-/** Options of {@link Listener.listen}. */
+/**
+ * Options of {@link Listener.listen}.
+ *
+ * @example
+ * ```ts
+ * const listener = await Listener.listen(['0.0.0.0', 6000], {
+ *   authkey: process.env.APP_KEY,
+ *   authTimeout: 5_000,
+ *   tls: { key: readFileSync('key.pem'), cert: readFileSync('cert.pem') },
+ * });
+ * ```
+ */
 export interface ListenerOptions extends ConnectionOptions {
   /** Default: from the address, else `AF_UNIX` (`AF_PIPE` on Windows). */
   family?: Family;
@@ -37,9 +48,18 @@ export interface ListenerOptions extends ConnectionOptions {
   tls?: tls.TlsOptions;
 }
 
-/** Options of {@link Listener.accept}. */
+/**
+ * Options of {@link Listener.accept}.
+ *
+ * @example
+ * ```ts
+ * const conn = await listener.accept({ signal: AbortSignal.timeout(10_000) });
+ * ```
+ */
 export interface AcceptOptions {
+  /** Abort the accept; it rejects with the signal's reason and no connection is lost. */
   signal?: AbortSignal;
+  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no connection is lost. */
   timeout?: number;
 }
 
@@ -115,7 +135,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
 
     const server =
       opts.tls !== undefined
-        ? tls.createServer({ ...opts.tls, allowHalfOpen: true })
+        ? // authTimeout bounds the TLS handshake too (Node's own default is 120 s); opts.tls may override.
+          tls.createServer({ handshakeTimeout: tlsHandshakeTimeout(authTimeout), ...opts.tls, allowHalfOpen: true })
         : net.createServer({ allowHalfOpen: true });
     let bound: Address;
     let removeFiles: (() => void) | null = null;
@@ -165,6 +186,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     server.on(secure ? 'secureConnection' : 'connection', (socket: net.Socket) => this.#onSocket(socket));
     if (secure) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        socket.destroy(); // Node leaves it open after a handshake timeout: the listener must close it
         this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err }), peerOf(socket, family));
       });
     }
@@ -177,6 +199,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     return this.#address;
   }
 
+  /** The address family the Listener is bound in: `'AF_INET'`, `'AF_UNIX'` or `'AF_PIPE'`. */
   get family(): Family {
     return this.#family;
   }
@@ -327,6 +350,11 @@ function listenerClosed(): ConnectionStateError {
 function peerOf(socket: net.Socket, family: Family): Address {
   if (family !== 'AF_INET') return '';
   return [socket.remoteAddress ?? '', socket.remotePort ?? 0];
+}
+
+/** `handshakeTimeout` for tls.createServer: 0 disables it; setTimeout caps at 2**31-1 ms. */
+function tlsHandshakeTimeout(authTimeout: number): number {
+  return Number.isFinite(authTimeout) ? Math.min(Math.max(1, authTimeout), 2 ** 31 - 1) : 0;
 }
 
 async function listening(server: net.Server): Promise<void> {

@@ -6,7 +6,14 @@ import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
 import { byteCount, describe } from '../validate.js';
 
-/** Options of {@link spawn}: Node's spawn options (without `stdio`) and the connection's. */
+/**
+ * Options of {@link spawn}: Node's spawn options (without `stdio`) and the connection's.
+ *
+ * @example
+ * ```ts
+ * const { connection } = spawn('worker.js', [], { env: { ...process.env, LEVEL: '2' }, serializer: 'json' });
+ * ```
+ */
 export type SpawnOptions = Omit<NodeSpawnOptions, 'stdio'> & ConnectionOptions;
 
 /** The file descriptor the connection to the parent lives on in the child. */
@@ -30,7 +37,12 @@ export function spawn(
   modulePath: string,
   args: readonly string[] = [],
   options?: SpawnOptions,
-): { process: ChildProcess; connection: Connection } {
+): {
+  /** The child (the sentinel for `wait()`). */
+  process: ChildProcess;
+  /** The parent's end of the connection to the child. */
+  connection: Connection;
+} {
   if (typeof modulePath !== 'string') throw new TypeError(`modulePath must be a string, not ${describe(modulePath)}`);
   if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) {
     throw new TypeError('args must be an array of strings');

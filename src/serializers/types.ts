@@ -12,9 +12,19 @@
  * ```
  */
 export interface Serializer {
+  /** The bytes of one message. A value it cannot encode should throw a `TypeError` or `RangeError`. */
   encode(value: unknown): Uint8Array;
+  /** The value of one message's bytes. */
   decode(bytes: Uint8Array): unknown;
 }
 
-/** A serializer given by name, or your own. */
+/**
+ * A serializer given by name, or your own.
+ *
+ * @example
+ * ```ts
+ * await Client(address, { serializer: 'json' });
+ * await Client(address, { serializer: { encode: (v) => myEncode(v), decode: (b) => myDecode(b) } });
+ * ```
+ */
 export type SerializerOption = 'msgpack' | 'json' | 'pickle' | Serializer;

@@ -7,7 +7,15 @@ import type { Listener } from '../listener/index.js';
 import { readiness, type HasReadiness, type Readiness } from '../readiness.js';
 import { describe, timeoutMs } from '../validate.js';
 
-/** What `wait()` can wait on. */
+/**
+ * What `wait()` can wait on.
+ *
+ * @example
+ * ```ts
+ * const objects: Waitable[] = [conn, listener, child];
+ * for (const ready of await wait(objects, 1_000)) console.log('ready:', ready);
+ * ```
+ */
 export type Waitable = Connection | Listener | ChildProcess | Worker | net.Socket;
 
 /**
