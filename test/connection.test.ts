@@ -35,9 +35,6 @@ const MiB = 1024 * 1024;
 
 /** Everything a test opens, closed after it. */
 const open: { close(): Promise<void> }[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => c.close().catch(() => {})));
-});
 
 async function pipe(duplex = true, options?: Parameters<typeof Pipe>[1]): Promise<[Connection, Connection]> {
   const pair = await Pipe(duplex, options);
@@ -69,6 +66,10 @@ function ended(socket: NodeJS.EventEmitter): Promise<unknown> {
 }
 
 describe('Connection', () => {
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.close().catch(() => {})));
+  });
+
   describe('send and recv', () => {
     it('send(obj) puts serializer.encode(obj) on the wire as one message (msgpack by default)', async () => {
       const [a, b] = await pipe();
@@ -1036,6 +1037,28 @@ describe('Connection', () => {
       expect(a.closed).to.equal(true);
       expect(await b.recv()).to.equal('in block');
       expect(await rejectionOf(b.recv())).to.be.instanceOf(EOFError);
+    });
+  });
+
+  describe('errors', () => {
+    it('each error class extends MpconnError, is named after itself and carries a stable code', async () => {
+      const [a, b] = await pipe();
+      await a.sendBytes(Buffer.alloc(10));
+      const tooShort = await rejectionOf(b.recvBytesInto(new Uint8Array(2)));
+      await b.close();
+      const closed = await rejectionOf(b.recv());
+      const eof = await rejectionOf(a.recv());
+      for (const [err, name, code] of [
+        [tooShort, 'BufferTooShort', 'ERR_BUFFER_TOO_SHORT'],
+        [closed, 'ConnectionStateError', 'ERR_CLOSED'],
+        [eof, 'EOFError', 'ERR_EOF'],
+      ] as const) {
+        expect(err).to.be.instanceOf(MpconnError);
+        expect(err).to.be.instanceOf(Error);
+        expect(err.name).to.equal(name);
+        expect(err.code).to.equal(code);
+        expect(err.message).to.be.a('string').that.is.not.empty;
+      }
     });
   });
 

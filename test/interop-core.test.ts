@@ -45,7 +45,7 @@ def raw_write(conn, data):
 def exchange(conn):
     for n in sizes:
         conn.send_bytes(report(conn.recv_bytes()))
-        out = os.urandom(n) if n <= (1 << 20) else big[:n]
+        out = os.urandom(n) if n <= (1 << 20) else memoryview(big)[:n]
         conn.send_bytes(out)
         conn.send_bytes(report(out))
     # A frame in the long form (-1, then an 8-byte length), built by hand.
