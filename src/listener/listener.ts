@@ -294,6 +294,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     return {
       ready: () => this.#arrivals.length > 0 || this.#closed,
       subscribe: (listener) => this.#ready.subscribe(listener),
+      subscribers: () => this.#ready.size,
     };
   }
 
