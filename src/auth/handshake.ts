@@ -35,6 +35,8 @@ export async function authenticateToListener(
   authkey: Uint8Array,
   timeout: number | undefined,
   signal: AbortSignal | undefined,
+  /** The caller's whole timeout (connect + handshake), which error messages name; default `timeout`. */
+  reportedTimeout: number | undefined = timeout,
 ): Promise<void> {
   let challenged = false;
   try {
@@ -49,14 +51,21 @@ export async function authenticateToListener(
     if (isTimeout(err)) {
       throw new AuthenticationError(
         challenged
-          ? `the authentication handshake did not finish within ${timeout} ms`
-          : `no challenge received within ${timeout} ms — is the listener running without an authkey?`,
+          ? `the authentication handshake did not finish within the ${reportedTimeout} ms timeout`
+          : `no challenge received within the ${reportedTimeout} ms timeout — is the listener running without an authkey?`,
         { cause: err },
       );
     }
     if (err instanceof AuthenticationError) {
       if (!/expected a challenge/.test(err.message)) throw err;
       throw new AuthenticationError(`${err.message} — is the listener running without an authkey?`, { cause: err });
+    }
+    if (err instanceof ProtocolError) {
+      // e.g. a first message over the 256-byte cap: the listener is still there, it just broke the rules
+      throw new AuthenticationError(
+        `the listener broke the handshake protocol: ${err.message}; is it a multiprocessing.connection Listener?`,
+        { cause: err },
+      );
     }
     throw new AuthenticationError(
       'the listener closed the connection during the handshake: does it use the same authkey (or one at all)?',

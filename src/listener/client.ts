@@ -62,7 +62,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const conn = new Connection(socket, { serializer: opts.serializer, maxMessageSize: opts.maxMessageSize });
   if (authkey !== null) {
     const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (Date.now() - started));
-    await authenticateToListener(conn, authkey, left, signal);
+    await authenticateToListener(conn, authkey, left, signal, timeout);
   }
   return conn;
 }
