@@ -190,7 +190,8 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
 
       it('works over IPv6 (::1)', async function () {
         if (!(await hasIPv6Loopback())) {
-          this.skip(); // SKIPPED: this machine has no IPv6 loopback (::1), so the IPv6 Listener was not tested
+          this.test!.title += ' — SKIPPED: this machine has no IPv6 loopback (::1)';
+          this.skip();
         }
         const listener = await listen(['::1', 0]);
         const [host, port] = listener.address as [string, number];
