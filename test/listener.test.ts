@@ -416,7 +416,8 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
         expect(results.filter((r) => r === 'queued')).to.have.length(20);
       });
 
-      it('is passed to the OS: with backlog 1 most of them are refused', async () => {
+      // Linux refuses a Unix-socket connect at once (EAGAIN) when the queue is full; other systems differ.
+      (process.platform === 'linux' ? it : it.skip)('is passed to the OS: with backlog 1 most of them are refused', async () => {
         const results = await queuedWhileBusy(1);
         expect(results.filter((r) => r !== 'queued').length).to.be.greaterThan(10);
       });
@@ -586,7 +587,7 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
       }
     });
 
-    it('still gives up when the queue stays full past its timeout', async () => {
+    (process.platform === 'linux' ? it : it.skip)('still gives up when the queue stays full past its timeout', async () => {
       const dir = scratchDir();
       const path = join(dir, 'stuck.sock');
       const release = join(dir, 'release');
