@@ -431,6 +431,44 @@ describe('authentication', function () {
       peer.destroy();
     });
 
+    it('accepts a peer that writes every byte of its handshake separately', async () => {
+      listener = await Listener.listen(LOCALHOST, { authkey: KEY });
+      const accepted = listener.accept({ timeout: 5000 });
+      const peer = await RawPeer.connect(listener.address);
+      peer.socket.setNoDelay(true);
+      const trickle = async (payload: Buffer): Promise<void> => {
+        for (const byte of frame(payload)) {
+          peer.sendRaw(Buffer.from([byte]));
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      };
+      await trickle(modernReply(KEY, await peer.readChallenge()));
+      expect(await peer.readFrame()).to.deep.equal(WELCOME);
+      const ours = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+      await trickle(Buffer.concat([CHALLENGE, ours]));
+      expect(await peer.readFrame()).to.deep.equal(modernReply(KEY, ours));
+      await trickle(WELCOME);
+      const server = await accepted;
+      await server.close();
+      peer.destroy();
+    });
+
+    it('accepts a peer that pipelines its reply, its challenge, its verdict and a first message', async () => {
+      listener = await Listener.listen(LOCALHOST, { authkey: KEY });
+      const accepted = listener.accept({ timeout: 5000 });
+      const peer = await RawPeer.connect(listener.address);
+      const ours = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+      const reply = modernReply(KEY, await peer.readChallenge());
+      // all in one write, before reading anything back
+      peer.sendRaw(Buffer.concat([frame(reply), frame(Buffer.concat([CHALLENGE, ours])), frame(WELCOME), frame('first')]));
+      expect(await peer.readFrame()).to.deep.equal(WELCOME);
+      expect(await peer.readFrame()).to.deep.equal(modernReply(KEY, ours));
+      const server = await accepted;
+      expect((await server.recvBytes()).toString()).to.equal('first');
+      await server.close();
+      peer.destroy();
+    });
+
     it('accepts a Python <= 3.11 style peer (raw HMAC-MD5 reply, 20-byte challenge)', async () => {
       listener = await Listener.listen(LOCALHOST, { authkey: KEY });
       const accepted = listener.accept({ timeout: 5000 });
@@ -593,6 +631,27 @@ describe('authentication', function () {
         await conn.close();
       });
     }
+
+    it('authenticates with a listener that writes every byte separately', async () => {
+      server = await rawServer(async (peer) => {
+        peer.socket.setNoDelay(true);
+        const trickle = async (payload: Buffer): Promise<void> => {
+          for (const byte of frame(payload)) {
+            peer.sendRaw(Buffer.from([byte]));
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        };
+        const challenge = Buffer.concat([Buffer.from('{sha384}'), randomBytes(40)]);
+        await trickle(Buffer.concat([CHALLENGE, challenge]));
+        const reply = (await peer.readFrame())!;
+        await trickle(reply.equals(modernReply(KEY, challenge)) ? WELCOME : FAILURE);
+        await trickle(modernReply(KEY, await peer.readChallenge()));
+        if ((await peer.readFrame())!.equals(WELCOME)) await trickle(Buffer.from('in'));
+      });
+      const conn = await Client(server.address, { authkey: KEY });
+      expect((await conn.recvBytes()).toString()).to.equal('in');
+      await conn.close();
+    });
 
     it('rejects a challenge shorter than 20 bytes', async () => {
       const err = await clientError(async (peer) => peer.sendFrame(Buffer.concat([CHALLENGE, randomBytes(19)])));
@@ -853,6 +912,30 @@ describe('authentication', function () {
     it('an empty key and a non-empty key do not authenticate', async () => {
       listener = await Listener.listen(LOCALHOST, { authkey: '' });
       expect(await rejection(Client(listener.address, { authkey: 'x' }))).to.be.instanceOf(AuthenticationError);
+    });
+
+    it('the Listener keeps the key it was given, even if the caller reuses or wipes the buffer (Python bytes are immutable)', async () => {
+      const key = Buffer.from('a key in a buffer');
+      listener = await Listener.listen(LOCALHOST, { authkey: key });
+      key.fill(0);
+      await expectGoodClientAccepted(listener, 'a key in a buffer');
+    });
+
+    it('Client() and deliverChallenge keep the key they were called with while the handshake runs', async () => {
+      listener = await Listener.listen(LOCALHOST, { authkey: 'a key in a buffer' });
+      const key = Buffer.from('a key in a buffer');
+      const connecting = Client(listener.address, { authkey: key });
+      key.fill(0); // the handshake has not even started: it waits for the socket
+      const [client, server] = await Promise.all([connecting, listener.accept({ timeout: 5000 })]);
+      await client.close();
+      await server.close();
+      const [a, b] = await Pipe();
+      const key2 = Buffer.from('another key');
+      const delivered = deliverChallenge(a, key2);
+      key2.fill(0); // the reply is verified after the peer answers
+      await Promise.all([delivered, answerChallenge(b, 'another key')]);
+      await a.close();
+      await b.close();
     });
 
     it('null or undefined authkey means no authentication', async () => {

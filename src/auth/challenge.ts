@@ -51,8 +51,18 @@ function digestAndPayload(message: Buffer): [digest: string, payload: Buffer] {
   );
 }
 
-function checkKey(authkey: unknown): Uint8Array {
+/**
+ * An `authkey` option (`null`/`undefined`: none) as bytes of our own: like
+ * Python's immutable `bytes`, the key a Listener or Client was given stays the
+ * key even if the caller later reuses or wipes its buffer.
+ */
+export function ownAuthkey(authkey: unknown): Uint8Array | null {
   const key = authkeyBytes(authkey);
+  return key === null || typeof authkey === 'string' ? key : new Uint8Array(key);
+}
+
+function checkKey(authkey: unknown): Uint8Array {
+  const key = ownAuthkey(authkey);
   if (key === null) throw new TypeError(`authkey must be a Uint8Array or a string, not ${describe(authkey)}`);
   return key;
 }

@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { authenticateToListener } from '../auth/index.js';
+import { authenticateToListener, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, authkeyBytes, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
+import { abortSignal, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
 import { type Address, addressType, checkFamily, type Family, inetParts } from './address.js';
 
 /**
@@ -49,7 +49,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const opts = optionsOf(options, 'options');
   const family = opts.family !== undefined ? checkFamily(opts.family) : checkFamily(addressType(address));
   if (addressType(address) !== family) throw new TypeError(`address ${JSON.stringify(address)} is not an ${family} address`);
-  const authkey = authkeyBytes(opts.authkey);
+  const authkey = ownAuthkey(opts.authkey);
   const timeout = timeoutMs(opts.timeout) ?? DEFAULT_TIMEOUT;
   const signal = abortSignal(opts.signal);
   resolveSerializer(opts.serializer);

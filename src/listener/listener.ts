@@ -3,14 +3,14 @@ import { rmSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { authenticatePeer } from '../auth/index.js';
+import { authenticatePeer, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { AuthenticationError, ConnectionStateError, ProtocolError } from '../errors.js';
 import { Notifier, readiness, type Readiness } from '../readiness.js';
 import { Queue } from '../queue.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, authkeyBytes, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
+import { abortSignal, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
 import {
   type Address,
   addressType,
@@ -126,7 +126,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     if (addressType(addr) !== family) {
       throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
     }
-    const authkey = authkeyBytes(opts.authkey);
+    const authkey = ownAuthkey(opts.authkey);
     const backlog = byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG;
     const authTimeout = timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT;
     resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
