@@ -1,0 +1,652 @@
+/**
+ * The benchmark: every workload of bench/lib/workloads.ts, over Unix sockets
+ * and TCP loopback, for every system, sender and receiver in separate
+ * processes, all in one run so the table compares systems under the same
+ * conditions. `npm run bench -- --help` lists the options.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { describeMachine, findPython, type Machine } from './lib/machine.js';
+import type { RoleArgs, RoleResult, RunSpec, Transport, WorkloadId } from './lib/role.js';
+import { isTransportOf, sizeLabel, WORKLOADS, type ConfigSpec, type RunResults, type WorkloadSpec } from './lib/workloads.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
+const ROOT = path.resolve(HERE, '..', '..');
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --quick               short runs (3 per figure), the whole run in about a minute
+  --only W1,W3          workloads to run (default all: W1..W6)
+  --transport unix|tcp  one transport (default both)
+  --systems a,b         only configs whose id starts with one of these
+                        (mpconn, raw, cpython, ipc, raw-coalesced, mpconn-into, ...)
+  --runs N              measured runs per figure (default 5, quick 3); the median is reported
+  --seconds S           target length of each measured run (default 1, quick ~0.1)
+  --out FILE            where to write the JSON (default: bench/results/latest.json for a
+                        full run of everything, bench/results/last-run.json otherwise)
+  --cpu-prof            run the mpconn processes under node --cpu-prof
+                        (profiles in bench/results/profiles/)
+  --python PATH         the CPython to compare with (default $(pyenv root)/versions/3.12.*/bin/python)
+  --verbose             print every run as it finishes
+`;
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    transport: { type: 'string' },
+    systems: { type: 'string' },
+    runs: { type: 'string' },
+    seconds: { type: 'string' },
+    out: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    python: { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+if (opts.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+const quick = opts.quick!;
+const runs = opts.runs !== undefined ? Number(opts.runs) : quick ? 3 : 5;
+const secondsOverride = opts.seconds !== undefined ? Number(opts.seconds) : undefined;
+const only = opts.only?.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
+const transports: Transport[] = opts.transport !== undefined ? [opts.transport as Transport] : ['unix', 'tcp'];
+const systemFilter = opts.systems?.split(',').map((s) => s.trim()).filter(Boolean);
+if (!Number.isInteger(runs) || runs < 1) usageError('--runs takes a positive integer');
+if (secondsOverride !== undefined && !(secondsOverride > 0)) usageError('--seconds takes a positive number');
+if (transports.some((t) => t !== 'unix' && t !== 'tcp')) usageError('--transport is unix or tcp');
+for (const w of only ?? []) if (!WORKLOADS.some((x) => x.id === w)) usageError(`unknown workload ${w}`);
+const partial = only !== undefined || opts.transport !== undefined || systemFilter !== undefined || quick || opts.runs !== undefined || opts.seconds !== undefined;
+const outFile = path.resolve(opts.out ?? path.join(ROOT, 'bench', 'results', partial ? 'last-run.json' : 'latest.json'));
+const profileDir = path.join(ROOT, 'bench', 'results', 'profiles');
+
+function usageError(message: string): never {
+  process.stderr.write(`bench: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+const log = (s: string): void => void process.stderr.write(s);
+
+// ---------------------------------------------------------------------------
+// Role processes
+
+interface RoleEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+class RoleProcess {
+  readonly child: ChildProcess;
+  readonly label: string;
+  readonly #events: RoleEvent[] = [];
+  readonly #waiters: { resolve: (e: RoleEvent) => void; reject: (err: Error) => void }[] = [];
+  #stderr = '';
+  #exited: Error | null = null;
+  readonly exited: Promise<void>;
+
+  constructor(command: string, argv: string[], label: string) {
+    this.label = label;
+    this.child = spawn(command, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdin!.on('error', () => {});
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      let e: RoleEvent;
+      try {
+        e = JSON.parse(line) as RoleEvent;
+      } catch {
+        this.#tail(`stdout: ${line}\n`);
+        return;
+      }
+      const w = this.#waiters.shift();
+      if (w !== undefined) w.resolve(e);
+      else this.#events.push(e);
+    });
+    this.child.stderr!.on('data', (d: Buffer) => this.#tail(d.toString()));
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.#exited = new Error(`${label} exited (${code ?? signal})${this.#stderr ? `: ${this.#stderr.trim().split('\n').slice(-6).join(' | ')}` : ''}`);
+        for (const w of this.#waiters.splice(0)) w.reject(this.#exited);
+        resolve();
+      });
+      this.child.on('error', (err) => {
+        this.#exited = err;
+        for (const w of this.#waiters.splice(0)) w.reject(err);
+        resolve();
+      });
+    });
+  }
+
+  #tail(s: string): void {
+    this.#stderr = (this.#stderr + s).slice(-4000);
+  }
+
+  send(obj: unknown): void {
+    if (this.#exited === null) this.child.stdin!.write(JSON.stringify(obj) + '\n');
+  }
+
+  next(timeoutMs: number): Promise<RoleEvent> {
+    const e = this.#events.shift();
+    if (e !== undefined) return Promise.resolve(e);
+    if (this.#exited !== null) return Promise.reject(this.#exited);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (ev: RoleEvent) => {
+          clearTimeout(timer);
+          resolve(ev);
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(new Error(`${this.label}: no answer within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Asks the process to exit; kills it (this process, by its id) if it does not. */
+  async stop(): Promise<void> {
+    if (this.#exited !== null) return;
+    this.send({ cmd: 'exit' });
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.kill(), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  kill(): void {
+    if (this.#exited === null) this.child.kill('SIGKILL');
+  }
+}
+
+interface Pair {
+  server: RoleProcess;
+  client: RoleProcess | null;
+}
+
+interface Context {
+  python: string | null;
+  tmp: string;
+  seq: number;
+}
+
+function spawnRole(ctx: Context, args: RoleArgs, label: string): RoleProcess {
+  const json = JSON.stringify(args);
+  if (args.system === 'cpython') return new RoleProcess(ctx.python!, [path.join(ROOT, 'bench', 'python', 'role.py'), json], label);
+  const nodeArgs: string[] = [];
+  if (opts['cpu-prof'] && args.system === 'mpconn') {
+    mkdirSync(profileDir, { recursive: true });
+    const name = `${args.workload}-${args.variant}-${args.side}-${ctx.seq}.cpuprofile`;
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}`);
+  }
+  return new RoleProcess(process.execPath, [...nodeArgs, path.join(HERE, 'roles', `${args.system}.js`), json], label);
+}
+
+async function startPair(ctx: Context, w: WorkloadSpec, config: ConfigSpec, transports: Transport[]): Promise<Pair> {
+  const seq = ctx.seq++;
+  const base = { workload: w.id, system: config.system, variant: config.variant, transports };
+  const listenAt: RoleArgs['addresses'] = transports.includes('unix') ? { unix: path.join(ctx.tmp, `${w.id}-${config.id}-${seq}.sock`) } : {};
+  const label = `${w.id} ${config.id}`;
+  const server = spawnRole(ctx, { ...base, side: 'server', addresses: listenAt }, `${label} server`);
+  try {
+    const ready = await server.next(30_000);
+    if (ready.event !== 'ready') throw new Error(`${label} server: ${String(ready.message ?? ready.event)}`);
+    if (config.system === 'ipc') return { server, client: null };
+    const client = spawnRole(ctx, { ...base, side: 'client', addresses: ready.addresses as RoleArgs['addresses'] }, `${label} client`);
+    try {
+      const ok = await client.next(30_000);
+      if (ok.event !== 'ready') throw new Error(`${label} client: ${String(ok.message ?? ok.event)}`);
+    } catch (err) {
+      client.kill();
+      throw err;
+    }
+    return { server, client };
+  } catch (err) {
+    server.kill();
+    throw err;
+  }
+}
+
+/** A process that failed to start is not a measurement: try once more (e.g. dist/ was being rebuilt under it). */
+async function startPairRetrying(ctx: Context, w: WorkloadSpec, config: ConfigSpec, transports: Transport[]): Promise<Pair> {
+  try {
+    return await startPair(ctx, w, config, transports);
+  } catch {
+    await new Promise((r) => setTimeout(r, 1000));
+    return startPair(ctx, w, config, transports);
+  }
+}
+
+async function stopPair(pair: Pair): Promise<void> {
+  await Promise.all([pair.client?.stop(), pair.server.stop()]);
+}
+
+function killPair(pair: Pair): Promise<void> {
+  pair.client?.kill();
+  pair.server.kill();
+  return Promise.all([pair.client?.exited, pair.server.exited]).then(() => undefined);
+}
+
+async function runOnce(pair: Pair, spec: RunSpec, timeoutMs: number): Promise<RunResults> {
+  pair.server.send({ cmd: 'run', spec });
+  pair.client?.send({ cmd: 'run', spec });
+  const [s, c] = await Promise.all([pair.server.next(timeoutMs), pair.client?.next(timeoutMs) ?? Promise.resolve(null)]);
+  for (const [side, e] of [['server', s], ['client', c]] as const) {
+    if (e !== null && e.event !== 'result') throw new Error(`${side}: ${String(e.message ?? e.event)}`);
+  }
+  return { server: strip(s), client: c === null ? null : strip(c) };
+}
+
+function strip(e: RoleEvent): RoleResult {
+  const { event: _event, ...rest } = e;
+  return rest;
+}
+
+// ---------------------------------------------------------------------------
+// Measuring
+
+interface RunRecord {
+  run: number;
+  count: number;
+  warmup: number;
+  ok: boolean;
+  error?: string;
+  metrics?: Record<string, number>;
+  server?: RoleResult;
+  client?: RoleResult | null;
+}
+
+interface Cell {
+  config: string;
+  label: string;
+  system: string;
+  variant: string;
+  count: number | null;
+  runs: RunRecord[];
+  calibration: RunRecord[];
+  median: Record<string, number>;
+  /** (max - min) / median of each metric over the good runs. */
+  spread: Record<string, number>;
+  error?: string;
+}
+
+interface Row {
+  transport: Transport;
+  size: number;
+  label: string;
+  loadavg: number[];
+  /** Wall time this row took. */
+  seconds: number;
+  cells: Cell[];
+}
+
+interface WorkloadResult {
+  id: WorkloadId;
+  title: string;
+  rows: Row[];
+  ratios: { label: string; target?: string; values: { row: string; value: number | null; meetsTarget: boolean | null }[] }[];
+  notes: string[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function warmupFor(plan: ReturnType<WorkloadSpec['plan']>, count: number): number {
+  return Math.max(plan.minWarmup, Math.ceil(count * plan.warmupFraction));
+}
+
+function timeoutFor(w: WorkloadSpec, size: number, count: number, seconds: number): number {
+  if (w.freshProcesses) return 30_000 + ((count + 1) * size) / 20e6 * 1000;
+  return 30_000 + seconds * 20_000;
+}
+
+async function measure(
+  ctx: Context,
+  w: WorkloadSpec,
+  config: ConfigSpec,
+  transports: Transport[],
+  pairs: Map<string, Pair | Error>,
+  spec: RunSpec,
+  timeoutMs: number,
+): Promise<RunRecord> {
+  const record: RunRecord = { run: spec.run, count: spec.count, warmup: spec.warmup, ok: false };
+  let pair = pairs.get(config.id);
+  const fresh = w.freshProcesses === true;
+  try {
+    if (fresh || pair === undefined || pair instanceof Error) {
+      pair = await startPairRetrying(ctx, w, config, fresh ? [spec.transport] : transports);
+      if (!fresh) pairs.set(config.id, pair);
+    }
+    const r = await runOnce(pair, spec, timeoutMs);
+    record.server = r.server;
+    record.client = r.client;
+    const wrong = w.verify(r, config, spec.size, spec.warmup + spec.count);
+    if (wrong !== null) throw new Error(`verification failed: ${wrong}`);
+    record.metrics = w.extract(r, spec.size);
+    record.ok = Object.values(record.metrics).every((v) => Number.isFinite(v));
+    if (!record.ok) record.error = `non-finite figure ${JSON.stringify(record.metrics)}`;
+    if (fresh) await stopPair(pair);
+  } catch (err) {
+    record.error = err instanceof Error ? err.message : String(err);
+    if (pair !== undefined && !(pair instanceof Error)) await killPair(pair);
+    if (!fresh) pairs.delete(config.id);
+  }
+  return record;
+}
+
+function describeRun(w: WorkloadSpec, rec: RunRecord): string {
+  if (!rec.ok) return `FAILED: ${rec.error}`;
+  const m = rec.metrics!;
+  const parts = w.metrics.map((x) => `${x.format(m[x.key]!)} ${x.label}`);
+  const cpu = [rec.server?.cpuMs, rec.client?.cpuMs].map((v) => (typeof v === 'number' ? `${Math.round(v)}` : '-')).join('/');
+  return `${parts.join(', ')}  (count ${rec.count}, cpu ms server/client ${cpu})`;
+}
+
+async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
+  const transportsOf = (c: ConfigSpec): Transport[] => transports.filter((t) => isTransportOf(c, t));
+  const allConfigs = w.configs.filter((c) => transportsOf(c).length > 0 && selected(c) && (c.system !== 'cpython' || ctx.python !== null));
+  // One pair of processes per config serves every transport (fewer process starts); W6 starts fresh ones per run.
+  const pairs = new Map<string, Pair | Error>();
+  const spawnStart = performance.now();
+  if (!w.freshProcesses) {
+    await Promise.all(
+      allConfigs.map(async (c) => {
+        try {
+          pairs.set(c.id, await startPairRetrying(ctx, w, c, transportsOf(c)));
+        } catch (err) {
+          pairs.set(c.id, err instanceof Error ? err : new Error(String(err)));
+        }
+      }),
+    );
+  }
+  if (!w.freshProcesses) log(`${w.id}: processes started in ${((performance.now() - spawnStart) / 1000).toFixed(1)} s\n`);
+  const rows: Row[] = [];
+  try {
+    for (const size of w.sizes) for (const transport of transports) {
+      const configs = allConfigs.filter((c) => isTransportOf(c, transport));
+      if (configs.length === 0) continue;
+      const plan = w.plan(quick, size);
+      const target = secondsOverride ?? plan.targetSeconds;
+      const row: Row = {
+        transport,
+        size,
+        label: '',
+        loadavg: os.loadavg(),
+        seconds: 0,
+        cells: configs.map((c) => ({ config: c.id, label: c.label, system: c.system, variant: c.variant, count: null, runs: [], calibration: [], median: {}, spread: {} })),
+      };
+      const cellOf = (c: ConfigSpec): Cell => row.cells.find((x) => x.config === c.id)!;
+      const groupStart = performance.now();
+      log(`${w.id} ${transport}${w.sizes.length > 1 ? ` ${sizeLabel(size)}` : ''}: `);
+
+      // Size each config's runs from calibration runs (which also warm it up): grow the
+      // count until a run lasts a good part of the target, since a cold first run
+      // (JIT, page faults) says little about the speed of the next ones.
+      for (const c of configs) {
+        const cell = cellOf(c);
+        if (plan.calibrate === 0) {
+          cell.count = plan.fixedCount;
+          continue;
+        }
+        let count = plan.calibrate;
+        for (let k = 0; ; k++) {
+          const spec: RunSpec = { run: -1 - k, transport, count, warmup: warmupFor(plan, count), size };
+          const rec = await measure(ctx, w, c, transportsOf(c), pairs, spec, 120_000);
+          cell.calibration.push(rec);
+          if (!rec.ok) {
+            cell.error = `calibration: ${rec.error}`;
+            log('x');
+            break;
+          }
+          log('c');
+          const { units, seconds } = w.timed({ server: rec.server!, client: rec.client ?? null });
+          const perUnit = seconds / units;
+          const wanted = Math.round(Math.min(plan.maxCount, Math.max(plan.minCount, target / perUnit)));
+          // The first run only warms up; stop once a warm run lasted long enough to trust its speed.
+          if ((k >= 1 && seconds >= target * 0.3) || k === 3 || count >= plan.maxCount) {
+            cell.count = wanted;
+            break;
+          }
+          count = Math.min(plan.maxCount, Math.max(Math.round(count * 1.5), Math.round((target * 0.5) / perUnit)));
+        }
+      }
+
+      for (let r = 0; r < runs; r++) {
+        // Rotate the order, so no system always runs first (or right after the same neighbour).
+        const order = configs.map((_, i) => configs[(i + r) % configs.length]!);
+        for (const c of order) {
+          const cell = cellOf(c);
+          if (cell.count === null) continue;
+          const count = cell.count;
+          const spec: RunSpec = { run: r, transport, count, warmup: warmupFor(plan, count), size };
+          const rec = await measure(ctx, w, c, transportsOf(c), pairs, spec, timeoutFor(w, size, count, target));
+          cell.runs.push(rec);
+          if (rec.ok && plan.calibrate > 0) {
+            // Still far too short (the calibration ran slow): lengthen the next runs.
+            const { seconds } = w.timed({ server: rec.server!, client: rec.client ?? null });
+            if (seconds < target * 0.4) cell.count = Math.round(Math.min(plan.maxCount, (count * target * 0.8) / seconds));
+          }
+          log(rec.ok ? '.' : 'x');
+          if (opts.verbose) log(`\n  ${c.id} run ${r + 1}: ${describeRun(w, rec)}`);
+        }
+      }
+      row.seconds = (performance.now() - groupStart) / 1000;
+      log(` ${row.seconds.toFixed(1)} s\n`);
+
+      for (const cell of row.cells) {
+        const good = cell.runs.filter((x) => x.ok);
+        if (good.length === 0) {
+          cell.error ??= cell.runs.find((x) => !x.ok)?.error ?? 'no runs';
+          continue;
+        }
+        for (const key of Object.keys(good[0]!.metrics!)) {
+          const xs = good.map((x) => x.metrics![key]!);
+          const m = median(xs);
+          cell.median[key] = m;
+          cell.spread[key] = m !== 0 ? (Math.max(...xs) - Math.min(...xs)) / Math.abs(m) : 0;
+        }
+        const failed = cell.runs.filter((x) => !x.ok);
+        if (failed.length > 0) cell.error = `${failed.length} of ${cell.runs.length} runs failed: ${failed[0]!.error}`;
+      }
+      row.label = w.freshProcesses
+        ? `${transport} ${sizeLabel(plan.fixedCount * size)}`
+        : w.sizes.length > 1
+          ? `${transport} ${sizeLabel(size)}`
+          : transport;
+      rows.push(row);
+    }
+  } finally {
+    await Promise.all([...pairs.values()].map((p) => (p instanceof Error ? undefined : stopPair(p))));
+  }
+  return rows;
+}
+
+function selected(c: ConfigSpec): boolean {
+  return systemFilter === undefined || systemFilter.some((f) => c.id === f || c.id.startsWith(`${f}-`) || c.system === f);
+}
+
+// ---------------------------------------------------------------------------
+// Reporting
+
+interface Target {
+  op: '≥' | '≤' | '<';
+  value: number;
+  onlySize: string | null;
+}
+
+function parseTarget(t: string | undefined): Target | null {
+  const m = t === undefined ? null : /^(≥|≤|<)\s*([\d.]+)(?:\s*@\s*(\S+))?/.exec(t);
+  if (m === null) return null;
+  return { op: m[1] as Target['op'], value: Number(m[2]), onlySize: m[3] ?? null };
+}
+
+function meets(target: Target | null, v: number, size: number): boolean | null {
+  if (target === null) return null;
+  if (target.onlySize !== null && sizeLabel(size).replace(/\s/g, '') !== target.onlySize) return null;
+  return target.op === '≥' ? v >= target.value : target.op === '≤' ? v <= target.value : v < target.value;
+}
+
+function ratiosOf(w: WorkloadSpec, rows: Row[]): WorkloadResult['ratios'] {
+  return w.ratios.map((spec) => ({
+    label: spec.label,
+    target: spec.target,
+    values: rows.map((row) => {
+      const get = (id: string, metric: string): number | undefined => row.cells.find((c) => c.config === id)?.median[metric];
+      const v = spec.applies === undefined || spec.applies(row.size) ? spec.compute(get) : undefined;
+      return { row: row.label, value: v ?? null, meetsTarget: v === undefined ? null : meets(parseTarget(spec.target), v, row.size) };
+    }),
+  }));
+}
+
+function pad(s: string, n: number, left = false): string {
+  const len = [...s].length;
+  return len >= n ? s : left ? s + ' '.repeat(n - len) : ' '.repeat(n - len) + s;
+}
+
+function renderTable(w: WorkloadSpec, result: WorkloadResult, failures: string[]): string {
+  const rows = result.rows;
+  const better = w.metrics.map((m) => `${m.label}`).join(', ');
+  const direction = w.metrics[0]!.better === 'higher' ? 'higher is better' : 'lower is better';
+  const lines: string[] = [`${w.id}  ${w.title} — ${better} (${direction})`];
+  // Columns: for each row (transport/size) and each metric.
+  const cols: { row: Row; metric: string; head1: string; head2: string }[] = [];
+  for (const row of rows) for (const m of w.metrics) cols.push({ row, metric: m.key, head1: row.label, head2: w.metrics.length > 1 ? m.label : '' });
+  const labelWidth = Math.max(28, ...w.configs.map((c) => c.label.length + 2), ...w.ratios.map((r) => r.label.length + (r.target ? r.target.length + 3 : 0) + 2));
+  const colWidth = Math.max(11, ...cols.map((c) => c.head1.length + 2));
+  lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head1, colWidth)).join(''));
+  if (w.metrics.length > 1) lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head2, colWidth)).join(''));
+  const shown = w.configs.filter((c) => rows.some((r) => r.cells.some((x) => x.config === c.id)));
+  for (const c of shown) {
+    let line = pad(`  ${c.label}`, labelWidth, true);
+    for (const col of cols) {
+      const cell = col.row.cells.find((x) => x.config === c.id);
+      let text = '—';
+      if (cell !== undefined) {
+        const v = cell.median[col.metric];
+        if (v === undefined) text = 'FAIL';
+        else {
+          const m = w.metrics.find((x) => x.key === col.metric)!;
+          text = m.format(v) + ((cell.spread[col.metric] ?? 0) > 0.2 ? '~' : '') + (cell.error !== undefined ? '!' : '');
+        }
+        if (cell.error !== undefined) failures.push(`${w.id} ${col.row.label} ${c.label}: ${cell.error}`);
+      }
+      line += pad(text, colWidth);
+    }
+    lines.push(line);
+  }
+  for (const ratio of result.ratios) {
+    if (ratio.values.every((v) => v.value === null)) continue; // e.g. the other system was filtered out
+    let line = pad(`  ${ratio.label}${ratio.target ? ` (${ratio.target})` : ''}`, labelWidth, true);
+    const spec = w.ratios.find((r) => r.label === ratio.label)!;
+    for (const col of cols) {
+      const isFirstMetric = col.metric === w.metrics[0]!.key;
+      const v = ratio.values.find((x) => x.row === col.row.label);
+      let text = '';
+      if (isFirstMetric && v !== undefined) {
+        text = v.value === null ? '—' : (spec.format ?? ((x: number) => x.toFixed(2)))(v.value);
+        if (v.meetsTarget !== null) text += v.meetsTarget ? ' ✓' : ' ✗';
+        else if (v.value !== null && ratio.target) text += '  ';
+      }
+      line += pad(text, colWidth);
+    }
+    lines.push(line);
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const python = findPython(opts.python);
+  const machine: Machine = describeMachine(ROOT, python);
+  const started = new Date();
+  const load0 = os.loadavg();
+  const notes: string[] = [];
+  if (python === null) notes.push('CPython 3.12 not found ($(pyenv root)/versions/3.12.*/bin/python): CPython columns skipped.');
+  if (load0[0]! > machine.cores * 0.5) {
+    notes.push(`The machine was busy when the run started (load average ${load0[0]!.toFixed(1)} on ${machine.cores} cores): absolute figures are noisy; ratios compare systems measured side by side, but noise still widens them.`);
+  }
+  for (const n of notes) log(`note: ${n}\n`);
+  log(`mpconn bench (${quick ? 'quick' : 'full'}, ${runs} runs per figure): ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, CPython ${machine.python ?? 'absent'}\n`);
+
+  const ctx: Context = { python, tmp: mkdtempSync(path.join(os.tmpdir(), 'mpconn-bench-')), seq: 0 };
+  const t0 = performance.now();
+  const results: WorkloadResult[] = [];
+  const cleanup = (): void => rmSync(ctx.tmp, { recursive: true, force: true });
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    for (const w of WORKLOADS) {
+      if (only !== undefined && !only.includes(w.id)) continue;
+      const rows = await runWorkload(ctx, w);
+      results.push({ id: w.id, title: w.title, rows, ratios: ratiosOf(w, rows), notes: w.notes ?? [] });
+    }
+  } finally {
+    cleanup();
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const load1 = os.loadavg();
+  if (load1[0]! > machine.cores * 0.5 && load0[0]! <= machine.cores * 0.5) {
+    notes.push(`The machine became busy during the run (load average ${load1[0]!.toFixed(1)} at the end on ${machine.cores} cores): figures are noisy.`);
+  }
+
+  // The table.
+  const failures: string[] = [];
+  const out: string[] = [];
+  out.push(
+    `mpconn benchmark — ${quick ? 'quick' : 'full'} run, median of ${runs} runs per figure, ${started.toISOString()}`,
+    `${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}; Node ${machine.node}; CPython ${machine.python ?? 'absent'}; mpconn ${machine.mpconnCommit ?? '?'}${machine.srcDirty.length > 0 ? ` + uncommitted changes in ${machine.srcDirty.length} src files` : ''}`,
+    `load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start, ${load1.map((x) => x.toFixed(2)).join(' ')} at end; wall time ${wall.toFixed(1)} s`,
+    '',
+  );
+  for (const r of results) {
+    const w = WORKLOADS.find((x) => x.id === r.id)!;
+    out.push(renderTable(w, r, failures), '');
+  }
+  out.push(
+    'Every figure was measured in this run (median of the runs; all runs are in the JSON). Ratios: mpconn divided by the other',
+    'system, on the figure the table shows (rates: >1 means mpconn is faster; times and MB of RSS: <1 means mpconn is faster/smaller).',
+    'Targets in parentheses are the goals of issue 8, not measurements: ✓ met, ✗ missed. "~": the runs spread more than 20%;',
+    '"!": some runs failed (listed below); "—": not applicable (Node IPC has no TCP form) or not run.',
+  );
+  for (const r of results) for (const n of r.notes) out.push(`${r.id}: ${n}`);
+  for (const n of notes) out.push(`Note: ${n}`);
+  if (failures.length > 0) out.push('', 'Failures:', ...failures.map((f) => `  ${f}`));
+  process.stdout.write(out.join('\n') + '\n');
+
+  const json = {
+    schema: 1,
+    date: started.toISOString(),
+    mode: quick ? 'quick' : 'full',
+    options: { runs, only: only ?? null, transports, systems: systemFilter ?? null, seconds: secondsOverride ?? null, cpuProf: opts['cpu-prof'] },
+    machine: { ...machine, loadavgStart: load0, loadavgEnd: load1 },
+    wallSeconds: wall,
+    notes,
+    workloads: results,
+  };
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');
+  log(`results written to ${path.relative(process.cwd(), outFile)}\n`);
+  if (failures.length > 0) process.exitCode = 1;
+}
+
+await main();
