@@ -3,6 +3,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import { Client, type Connection, Listener, Pipe } from 'mpconn';
 import { NO_PYTHON, pythons, runPython } from './helpers/python.js';
+import { header, patterned, rawPeer, writeRaw } from './helpers/wire.js';
 
 const rejection = (p: Promise<unknown>): Promise<unknown> => p.then(
   (value) => {
@@ -76,6 +77,40 @@ describe('cancellation', () => {
       const [a] = pair;
       expect(await rejection(a.recv({ signal: {} as AbortSignal }))).to.be.instanceOf(TypeError);
       expect(await rejection(a.recv({ timeout: 'soon' as unknown as number }))).to.be.instanceOf(TypeError);
+    });
+  });
+
+  describe('recvBytes and recvBytesInto take the same options', () => {
+    it('a timed-out recvBytes loses no message', async () => {
+      const [a, b] = pair;
+      const err = await rejection(a.recvBytes(undefined, { timeout: 20 }));
+      expect((err as DOMException).name).to.equal('TimeoutError');
+      await b.sendBytes(Buffer.from('next'));
+      expect(String(await a.recvBytes(Infinity, { timeout: 5000 }))).to.equal('next');
+    });
+
+    it('a recvBytesInto aborted half-way through a large message keeps what arrived for the next receive', async () => {
+      const peer = await rawPeer();
+      try {
+        const message = patterned(4 << 20, 7);
+        const half = 2 << 20;
+        const target = Buffer.alloc(message.length);
+        const controller = new AbortController();
+        const aborted = rejection(peer.conn.recvBytesInto(target, 0, { signal: controller.signal }));
+        await writeRaw(peer.raw, Buffer.concat([header(message.length), message.subarray(0, half)]));
+        // The payload is written straight into `target` as it arrives: wait until the first half is there.
+        while (!target.subarray(half - 16, half).equals(message.subarray(half - 16, half))) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        controller.abort(new Error('aborted half-way'));
+        expect(await aborted).to.have.property('message', 'aborted half-way');
+        await writeRaw(peer.raw, message.subarray(half));
+        const whole = await peer.conn.recvBytes();
+        expect(whole.equals(message)).to.equal(true);
+        expect(target.subarray(half).every((byte) => byte === 0)).to.equal(true); // not written after the abort
+      } finally {
+        await peer.dispose();
+      }
     });
   });
 

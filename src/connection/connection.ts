@@ -254,19 +254,22 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * with `ProtocolError` `ERR_MESSAGE_TOO_LONG` and leaves the connection
    * unreadable, as in Python.
    *
+   * `maxlength` may be `Infinity` (no limit, the default). `options` are as for `recv`.
+   *
    * @example
    * ```ts
    * const bytes = await conn.recvBytes(1024);
+   * const next = await conn.recvBytes(undefined, { timeout: 5000 });
    * ```
    */
-  recvBytes(maxlength?: number): Promise<Buffer> {
+  recvBytes(maxlength?: number, options?: RecvOptions): Promise<Buffer> {
     let max: number | undefined;
     try {
-      max = byteCount(maxlength, 'maxlength');
+      max = maxlength === Infinity ? undefined : byteCount(maxlength, 'maxlength');
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#receive(Kind.Bytes, max ?? Infinity, null, 0, undefined) as Promise<Buffer>;
+    return this.#receive(Kind.Bytes, max ?? Infinity, null, 0, options) as Promise<Buffer>;
   }
 
   /**
@@ -274,13 +277,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * length in bytes. A message that does not fit rejects with `BufferTooShort`,
    * whose `.data` holds the whole message.
    *
+   * A large message is written straight into `buf` as it arrives; if the
+   * receive is aborted (`options` as for `recv`) half-way, what arrived is
+   * kept for the next receive and nothing is lost.
+   *
    * @example
    * ```ts
    * const ints = new Int32Array(5);
    * const n = await conn.recvBytesInto(ints); // 8 for two int32s
    * ```
    */
-  recvBytesInto(buf: ArrayBufferView | ArrayBuffer, offset?: number): Promise<number> {
+  recvBytesInto(buf: ArrayBufferView | ArrayBuffer, offset?: number, options?: RecvOptions): Promise<number> {
     let view: Uint8Array;
     let start: number;
     try {
@@ -292,7 +299,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#receive(Kind.Into, Infinity, view, start, undefined) as Promise<number>;
+    return this.#receive(Kind.Into, Infinity, view, start, options) as Promise<number>;
   }
 
   /**
@@ -402,13 +409,13 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   }
 
   /** Python-compatible name of {@link recvBytes}. */
-  recv_bytes(maxlength?: number): Promise<Buffer> {
-    return this.recvBytes(maxlength);
+  recv_bytes(maxlength?: number, options?: RecvOptions): Promise<Buffer> {
+    return this.recvBytes(maxlength, options);
   }
 
   /** Python-compatible name of {@link recvBytesInto}. */
-  recv_bytes_into(buf: ArrayBufferView | ArrayBuffer, offset?: number): Promise<number> {
-    return this.recvBytesInto(buf, offset);
+  recv_bytes_into(buf: ArrayBufferView | ArrayBuffer, offset?: number, options?: RecvOptions): Promise<number> {
+    return this.recvBytesInto(buf, offset, options);
   }
 
   // Receiving.
@@ -459,20 +466,21 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       }
       if (signal?.aborted) return Promise.reject(signal.reason);
     }
+    const message = this.#inbox.shift();
+    if (message !== undefined) {
+      // A message is waiting: no queue entry, no executor (the hot path of a busy reader).
+      this.#takeFromInbox(message);
+      const later = spendTurn(message.length);
+      if (later !== undefined) return later.then(() => this.#take(kind, maxlength, view, offset, message));
+      try {
+        return Promise.resolve(this.#take(kind, maxlength, view, offset, message));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    if (this.#readEnd !== null) return Promise.reject(this.#endError());
     return new Promise((resolve, reject) => {
       const r: Receiver = { kind, maxlength, view, offset, filling: false, resolve, reject, disarm: null };
-      const message = this.#inbox.shift();
-      if (message !== undefined) {
-        this.#takeFromInbox(message);
-        const later = spendTurn(message.length);
-        if (later === undefined) this.#deliver(r, message, false);
-        else later.then(() => this.#deliver(r, message, false));
-        return;
-      }
-      if (this.#readEnd !== null) {
-        reject(this.#endError());
-        return;
-      }
       if (this.#keepAliveWhileWaiting) {
         // Settling always follows removal from the queue, so this sees the new count.
         r.resolve = (value) => {
@@ -518,7 +526,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     const length = this.#decoder.currentFrameLength;
     if (r !== undefined && length >= 0 && length > r.maxlength) {
       this.#receivers.shift();
-      this.#tooLong(r, length);
+      this.#rejectTooLong(r, length);
     }
   }
 
@@ -527,7 +535,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (r === undefined) return null;
     if (length > r.maxlength) {
       this.#receivers.shift();
-      this.#tooLong(r, length);
+      this.#rejectTooLong(r, length);
       return false;
     }
     if (r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
@@ -555,52 +563,66 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   #deliver(r: Receiver, payload: Buffer, direct: boolean): void {
     r.disarm?.();
-    if (payload.length > r.maxlength) {
-      this.#tooLong(r, payload.length);
+    if (direct) {
+      r.resolve(payload.length); // already in the caller's buffer
       return;
     }
-    switch (r.kind) {
+    let value: unknown;
+    try {
+      value = this.#take(r.kind, r.maxlength, r.view, r.offset, payload);
+    } catch (err) {
+      r.reject(err);
+      if (this.#unreadable) this.#failQueued();
+      return;
+    }
+    r.resolve(value);
+  }
+
+  /** What a receive of `kind` makes of `payload`: the value it resolves with, or the error it rejects with (thrown). */
+  #take(kind: Kind, maxlength: number, view: Uint8Array | null, offset: number, payload: Buffer): unknown {
+    if (payload.length > maxlength) throw this.#tooLong(maxlength, payload.length);
+    switch (kind) {
       case Kind.Bytes:
-        r.resolve(payload);
-        return;
-      case Kind.Value: {
-        let value: unknown;
+        return payload;
+      case Kind.Value:
         try {
-          value = this.#serializer.decode(payload);
+          return this.#serializer.decode(payload);
         } catch (err) {
-          r.reject(challengeHint(payload) ?? err);
-          return;
+          throw challengeHint(payload) ?? err;
         }
-        r.resolve(value);
-        return;
-      }
       case Kind.Into: {
-        if (direct) {
-          r.resolve(payload.length);
-          return;
-        }
-        const room = r.view!.byteLength - r.offset;
-        if (payload.length > room) {
-          r.reject(new BufferTooShort(payload, room));
-          return;
-        }
-        r.view!.set(payload, r.offset);
-        r.resolve(payload.length);
+        const room = view!.byteLength - offset;
+        if (payload.length > room) throw new BufferTooShort(payload, room);
+        view!.set(payload, offset);
+        return payload.length;
       }
     }
   }
 
   /** Python: a message over `maxlength` makes the connection unreadable. */
-  #tooLong(r: Receiver, length: number): void {
-    r.disarm?.();
+  /**
+   * Python: a message over `maxlength` makes the connection unreadable.
+   * Returns the error for the receive that asked with `maxlength`; the caller
+   * rejects it, then the receives still queued (`#failQueued`).
+   */
+  #tooLong(maxlength: number, length: number): ProtocolError {
     this.#setUnreadable();
-    r.reject(
-      new ProtocolError(
-        'ERR_MESSAGE_TOO_LONG',
-        `incoming message of ${length} bytes is longer than maxlength ${r.maxlength}; ` +
-          'the connection can no longer be read (it can still send)',
-      ),
+    return new ProtocolError(
+      'ERR_MESSAGE_TOO_LONG',
+      `incoming message of ${length} bytes is longer than maxlength ${maxlength}; ` +
+        'the connection can no longer be read (it can still send)',
     );
+  }
+
+  /** The receive first in line asked for at most `r.maxlength` bytes and the frame under way is longer. */
+  #rejectTooLong(r: Receiver, length: number): void {
+    r.disarm?.();
+    r.reject(this.#tooLong(r.maxlength, length));
+    this.#failQueued();
+  }
+
+  /** Once unreadable, receives still queued can get nothing. */
+  #failQueued(): void {
     const err = notReadableError();
     for (const other of this.#receivers.drain()) this.#settleError(other, err);
   }
