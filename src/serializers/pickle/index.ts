@@ -1,18 +1,69 @@
-// Placeholder until the pickle serializer (issue 5) lands.
-import { UnpicklingError } from '../../errors.js';
+/**
+ * The `pickle` serializer: exchange objects with unmodified Python programs
+ * (`conn.send(obj)` / `conn.recv()` there).
+ *
+ * Encoding writes pickle protocol 4, which every CPython since 3.4 reads.
+ * Decoding reads protocols 0-5 and never imports or calls anything: plain
+ * data becomes JS values, everything else an inert {@link PyGlobal} or
+ * {@link PyObject} record.
+ *
+ * | Python                    | JS (decoded)                                   | JS → Python (encoded)               |
+ * |---------------------------|------------------------------------------------|-------------------------------------|
+ * | `None`                    | `null`                                         | `null`, `undefined` → `None`        |
+ * | `bool`                    | `boolean`                                      | `boolean`                           |
+ * | `int`                     | `number` if a safe integer, else `bigint`      | integer `number`, any `bigint`      |
+ * | `float`                   | `number`                                       | non-integer `number`, NaN, ±Infinity, -0 |
+ * | `complex`                 | `PyComplex`                                    | `PyComplex`                         |
+ * | `str`                     | `string`                                       | `string`                            |
+ * | `bytes`, `bytearray`      | `Uint8Array`                                   | `Uint8Array` (and other views) → `bytes` |
+ * | `list`, `tuple`           | `Array`                                        | `Array` → `list`, `Tuple` → `tuple` |
+ * | `set`, `frozenset`        | `Set`                                          | `Set` → `set`                       |
+ * | `dict`, `OrderedDict`     | plain object if all keys are `str`, else `Map` | plain object, `Map` → `dict`        |
+ * | anything else             | `PyGlobal` / `PyObject` records                | `PyGlobal` / `PyObject` as recorded |
+ *
+ * Python requires dict keys and set items to be hashable, so as a `Map` key or
+ * a `Set` item an `Array` is sent as a `tuple` and a `Set` as a `frozenset`.
+ * An integral `number` is an `int` whatever its size, so `1e20` comes back as
+ * `100000000000000000000n`. Strings keep lone surrogates both ways (Python's
+ * `surrogatepass`).
+ *
+ * @module
+ */
 import type { Serializer } from '../types.js';
+import { PickleDecoder } from './decoder.js';
+import { PickleEncoder } from './encoder.js';
 
-export class PyGlobal {
-  constructor(readonly module: string, readonly name: string) {}
+export { PyComplex, PyGlobal, PyObject, Tuple } from './types.js';
+export type { PyObjectKind, PyObjectOptions } from './types.js';
+
+const sharedEncoder = new PickleEncoder();
+const sharedDecoder = new PickleDecoder();
+
+/**
+ * `pickle.dumps(value, protocol=4)`.
+ *
+ * @throws TypeError for values with no Python counterpart (functions,
+ *   symbols, class instances other than those listed in the module table).
+ */
+export function dumps(value: unknown): Uint8Array {
+  return sharedEncoder.encode(value);
 }
-export class PyObject {}
-export class Tuple extends Array<unknown> {}
-export function dumps(_value: unknown): Uint8Array {
-  throw new Error('the pickle serializer is not implemented yet');
+
+/**
+ * `pickle.loads(bytes)`, without executing anything.
+ *
+ * @throws UnpicklingError when `bytes` is not a valid pickle.
+ */
+export function loads(bytes: Uint8Array): unknown {
+  return sharedDecoder.decode(bytes);
 }
-export function loads(_bytes: Uint8Array): unknown {
-  throw new UnpicklingError('the pickle serializer is not implemented yet');
-}
+
+/** The `pickle` serializer; its encoder buffer is reused across messages. */
 export function pickleSerializer(): Serializer {
-  return { encode: dumps, decode: loads };
+  const encoder = new PickleEncoder();
+  const decoder = new PickleDecoder();
+  return {
+    encode: (value) => encoder.encode(value),
+    decode: (bytes) => decoder.decode(bytes),
+  };
 }
