@@ -28,7 +28,8 @@ export {
   UnpicklingError,
 } from './errors.js';
 export type { ConnectionStateCode, ProtocolErrorCode } from './errors.js';
-export { PyGlobal, PyObject, Tuple } from './serializers/index.js';
+export { PyComplex, PyGlobal, PyObject, Tuple } from './serializers/index.js';
+export type { PyObjectKind, PyObjectOptions } from './serializers/index.js';
 export type { Serializer, SerializerOption } from './serializers/index.js';
 
 /**

@@ -504,6 +504,15 @@ describe('authentication', function () {
     let listener: Listener;
     afterEach(async () => listener?.close());
 
+    it('null timeouts mean no limit, as Python\'s None (authTimeout on the Listener, timeout on the Client)', async () => {
+      listener = await Listener.listen(LOCALHOST, { authkey: KEY, authTimeout: null });
+      const client = await Client(listener.address, { authkey: KEY, timeout: null });
+      const server = await listener.accept();
+      await client.send('no limits');
+      expect(await server.recv()).to.equal('no limits');
+      await Promise.all([client.close(), server.close()]);
+    });
+
     it('ten silent raw sockets do not stop a good client from being accepted; authTimeout closes them', async () => {
       listener = await Listener.listen(LOCALHOST, { authkey: KEY, authTimeout: 300 });
       const errors: Error[] = [];

@@ -422,6 +422,15 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
         expect(results.filter((r) => r !== 'queued').length).to.be.greaterThan(10);
       });
 
+      it('accepts 0, the OS\'s listen(0) as in Python', async () => {
+        const listener = await Listener.listen(['127.0.0.1', 0], { backlog: 0 });
+        const client = await Client(listener.address);
+        const server = await listener.accept();
+        await client.send('through a backlog-0 listener');
+        expect(await server.recv()).to.equal('through a backlog-0 listener');
+        await Promise.all([client.close(), server.close(), listener.close()]);
+      });
+
       it('must be a non-negative integer', async () => {
         expect(await rejectionOf(Listener.listen(['127.0.0.1', 0], { backlog: -1 }))).to.be.instanceOf(RangeError);
         expect(await rejectionOf(Listener.listen(['127.0.0.1', 0], { backlog: '5' as unknown as number }))).to.be.instanceOf(

@@ -25,8 +25,8 @@ export interface ClientOptions extends ConnectionOptions {
   family?: Family;
   /** When set, the handshake must succeed before `Client()` resolves. */
   authkey?: Uint8Array | string | null;
-  /** Milliseconds for connecting and the handshake together. Default 20000 (CPython's CONNECTION_TIMEOUT). */
-  timeout?: number;
+  /** Milliseconds for connecting and the handshake together. Default 20000 (CPython's CONNECTION_TIMEOUT); `null` or `Infinity`: no limit. */
+  timeout?: number | null;
   /** Abort connecting (and the handshake); `Client()` rejects with the signal's reason. */
   signal?: AbortSignal;
   /** TLS for `AF_INET`: `ca`, `servername`, client certificates, and so on. */
@@ -50,7 +50,8 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const family = opts.family !== undefined ? checkFamily(opts.family) : checkFamily(addressType(address));
   if (addressType(address) !== family) throw new TypeError(`address ${JSON.stringify(address)} is not an ${family} address`);
   const authkey = ownAuthkey(opts.authkey);
-  const timeout = timeoutMs(opts.timeout) ?? DEFAULT_TIMEOUT;
+  // `null` is Python's None: no limit. Left out, the default applies.
+  const timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_TIMEOUT);
   const signal = abortSignal(opts.signal);
   resolveSerializer(opts.serializer);
   byteCount(opts.maxMessageSize, 'maxMessageSize');

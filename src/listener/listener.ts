@@ -42,8 +42,8 @@ export interface ListenerOptions extends ConnectionOptions {
   backlog?: number;
   /** When set, every peer must pass the HMAC challenge before `accept()` sees it. */
   authkey?: Uint8Array | string | null;
-  /** Milliseconds a peer gets to finish the handshake. Default 20000. */
-  authTimeout?: number;
+  /** Milliseconds a peer gets to finish the handshake. Default 20000; `null` or `Infinity`: no limit. */
+  authTimeout?: number | null;
   /** TLS for `AF_INET`: the server's key and certificate, and so on. */
   tls?: tls.TlsOptions;
 }
@@ -127,8 +127,11 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
     }
     const authkey = ownAuthkey(opts.authkey);
-    const backlog = byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG;
-    const authTimeout = timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT;
+    // Node reads a backlog of 0 as its default (511); the kernel's meaning of listen(0), as in Python, is closest to 1.
+    const backlog = Math.max(1, byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG);
+    // `null` is Python's None: no limit (as CPython, whose Listener has none). Left out, the default applies.
+    const authTimeout =
+      opts.authTimeout === null ? Infinity : (timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT);
     resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
     byteCount(opts.maxMessageSize, 'maxMessageSize');
     if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');

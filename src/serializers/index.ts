@@ -5,7 +5,8 @@ import { pickleSerializer } from './pickle/index.js';
 import type { Serializer, SerializerOption } from './types.js';
 
 export type { Serializer, SerializerOption } from './types.js';
-export { PyGlobal, PyObject, Tuple, dumps as pickleDumps, loads as pickleLoads } from './pickle/index.js';
+export { PyComplex, PyGlobal, PyObject, Tuple, dumps as pickleDumps, loads as pickleLoads } from './pickle/index.js';
+export type { PyObjectKind, PyObjectOptions } from './pickle/index.js';
 
 /**
  * The serializer a connection uses. Built-in ones get a fresh instance per
