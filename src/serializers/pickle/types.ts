@@ -39,10 +39,25 @@ export class PyGlobal {
  * - `'inst'`, `'obj'`: `cls(*args)` (protocol 0/1 INST and OBJ)
  * - `'build'`: `state` applied with BUILD to `callable`, the object being built,
  *   when that object is a `PyGlobal` or an already built `PyObject`
+ *
+ * @example
+ * ```ts
+ * const obj = (await conn.recv()) as PyObject; // a datetime.date from Python
+ * if (obj.kind === 'reduce') console.log(obj.callable, obj.args);
+ * ```
  */
 export type PyObjectKind = 'reduce' | 'newobj' | 'newobj_ex' | 'inst' | 'obj' | 'build';
 
-/** Optional parts of a {@link PyObject}. */
+/**
+ * Optional parts of a {@link PyObject}.
+ *
+ * @example
+ * ```ts
+ * // argparse.Namespace() with its __dict__ set by BUILD: Python receives Namespace(verbose=True)
+ * const ns = new PyObject(new PyGlobal('argparse', 'Namespace'), [], { state: { verbose: true } });
+ * await conn.send(ns);
+ * ```
+ */
 export interface PyObjectOptions {
   /** Defaults to `'reduce'`. */
   kind?: PyObjectKind;
@@ -100,6 +115,11 @@ export class PyObject {
 /**
  * A Python `complex`. Decoded from `complex(...)` in a pickle, and encoded as
  * one.
+ *
+ * @example
+ * ```ts
+ * await conn.send(new PyComplex(1, -2)); // Python receives (1-2j)
+ * ```
  */
 export class PyComplex {
   constructor(
