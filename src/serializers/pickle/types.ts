@@ -61,9 +61,13 @@ export type PyObjectKind = 'reduce' | 'newobj' | 'newobj_ex' | 'inst' | 'obj' | 
 export interface PyObjectOptions {
   /** Defaults to `'reduce'`. */
   kind?: PyObjectKind;
+  /** Keyword arguments of the call (`'newobj_ex'`). */
   kwargs?: Record<string, unknown> | Map<unknown, unknown>;
+  /** Applied with BUILD after the call (Python's `__setstate__`, or an update of `__dict__`). */
   state?: unknown;
+  /** Appended to the object after the call. */
   listItems?: unknown[];
+  /** Set on the object (`obj[key] = value`) after the call. */
   dictItems?: Record<string, unknown> | Map<unknown, unknown>;
 }
 
@@ -123,10 +127,13 @@ export class PyObject {
  */
 export class PyComplex {
   constructor(
+    /** The real part. */
     readonly real: number,
+    /** The imaginary part. */
     readonly imag: number,
   ) {}
 
+  /** As Python prints it, e.g. `(1-2j)`. */
   toString(): string {
     return `(${this.real}${this.imag < 0 || Object.is(this.imag, -0) ? '-' : '+'}${Math.abs(this.imag)}j)`;
   }
