@@ -1,0 +1,326 @@
+/**
+ * Faults (issue 7): a peer SIGKILLed at random points of a 64 MiB frame, a
+ * peer that half-closes, a peer that resets the connection. Every pending
+ * call settles — receives with `EOFError` (at a message boundary) or
+ * `ProtocolError` (inside a frame), `poll`/`wait` with "ready", sends with
+ * the transport's error — and once everything is closed this process has no
+ * more file descriptors open than before.
+ */
+import { expect } from 'chai';
+import { once } from 'node:events';
+import net from 'node:net';
+import { Connection, EOFError, Listener, ProtocolError, wait } from 'mpconn';
+import { pythons, runPython } from '../helpers/python.js';
+import { endRaw, frame, header, rawPeer, sleep, until, within, writeRaw } from '../helpers/wire.js';
+import { budget, fdCount, fdTargets, prng, runFixture, scaled, seed } from './helpers.js';
+
+const MiB = 1024 * 1024;
+const FRAME = 64 * MiB;
+
+/** Every pending call a test can have on a connection, started before the fault. */
+function pendingCalls(conn: Connection, into: Uint8Array | null) {
+  const settled = (p: Promise<unknown>) =>
+    p.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+  return {
+    into: into === null ? null : settled(conn.recvBytesInto(into)),
+    recv: settled(conn.recv()),
+    recvBytes: settled(conn.recvBytes()),
+    poll: settled(conn.poll(Infinity)),
+    wait: settled(wait([conn])),
+  };
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+function describeOutcome(o: Outcome): string {
+  if (o.ok) return `resolved with ${Buffer.isBuffer(o.value) ? `${o.value.length} bytes` : String(o.value)}`;
+  const e = o.error as { name?: string; code?: string; message?: string };
+  return `rejected with ${e?.name} ${e?.code ?? ''} ${e?.message ?? ''}`;
+}
+
+/** A receive that did not get a whole message ended with EOFError or ProtocolError, nothing else. */
+function expectEndOfStream(o: Outcome, what: string, truncated: boolean): void {
+  expect(o.ok, `${what} ${describeOutcome(o)}`).to.equal(false);
+  const err = (o as { error: unknown }).error;
+  if (truncated) {
+    expect(err, `${what} ${describeOutcome(o)}`).to.be.instanceOf(ProtocolError);
+    expect((err as ProtocolError).code).to.equal('ERR_TRUNCATED');
+  } else {
+    expect(err, `${what} ${describeOutcome(o)}`).to.be.instanceOf(EOFError);
+  }
+}
+
+/** A send that was pending when the peer died: it settles; if it fails, with the OS's error. */
+function expectSendSettled(o: Outcome, what: string): void {
+  if (o.ok) return;
+  const code = (o.error as { code?: string }).code;
+  expect(['EPIPE', 'ECONNRESET'], `${what} ${describeOutcome(o)}`).to.include(code);
+}
+
+async function expectNoLeakedFds(before: number): Promise<void> {
+  try {
+    await until(() => fdCount() <= before, 5_000, 'file descriptors back to where they were');
+  } catch (err) {
+    throw new Error(`${(err as Error).message}: ${fdCount()} open, ${before} before: ${fdTargets().join(', ')}`);
+  }
+}
+
+describe('stress: faults', function () {
+  this.timeout(budget(120_000));
+
+  before(async () => {
+    // Warm up what opens descriptors once per process (child process plumbing, DNS, the crypto pool).
+    const listener = await Listener.listen(['127.0.0.1', 0]);
+    const child = runFixture('stress-fault-peer', [JSON.stringify(listener.address), 'raw', '0']);
+    const conn = await listener.accept();
+    await child.line();
+    child.kill();
+    await child.exit();
+    await conn.close();
+    await listener.close();
+  });
+
+  describe('a peer SIGKILLed at random points of a 64 MiB frame', () => {
+    const runSeed = seed();
+    const random = prng(runSeed);
+    const total = 4 + FRAME;
+    // The edges (before, inside and just after the header, one byte short), then random points.
+    const cuts = [0, 1, 3, 4, 5, total - 1];
+    for (let i = cuts.length; i < scaled(12); i++) cuts.push(Math.floor(random() * total));
+
+    it(`every pending call settles, and no descriptor leaks (cuts ${cuts.join(', ')}; seed ${runSeed})`, async () => {
+      const fdsBefore = fdCount();
+      const into = new Uint8Array(FRAME);
+      const unread = Buffer.alloc(8 * MiB, 1);
+      for (const [i, cut] of cuts.entries()) {
+        const family = i % 2 === 0 ? 'AF_UNIX' : 'AF_INET';
+        const listener = await Listener.listen(null, { family });
+        const child = runFixture('stress-fault-peer', [JSON.stringify(listener.address), 'raw', String(cut)]);
+        try {
+          const conn = await within(listener.accept(), 30_000, 'accept');
+          const calls = pendingCalls(conn, into);
+          // Our own send to a peer that never reads: it waits for drain until the peer dies.
+          const send = conn.sendBytes(unread).then(
+            (value): Outcome => ({ ok: true, value }),
+            (error: unknown): Outcome => ({ ok: false, error }),
+          );
+          expect(await within(child.line(), 30_000, 'the peer writing its partial frame')).to.equal('cut');
+          child.kill('SIGKILL');
+          await child.exit();
+          const what = `cut at byte ${cut} of ${total} (${family})`;
+          const truncated = cut > 0;
+          expectEndOfStream(await within(calls.into!, 30_000, `recvBytesInto, ${what}`), `recvBytesInto, ${what}`, truncated);
+          expectEndOfStream(await within(calls.recv, 5_000, `recv, ${what}`), `recv, ${what}`, truncated);
+          expectEndOfStream(await within(calls.recvBytes, 5_000, `recvBytes, ${what}`), `recvBytes, ${what}`, truncated);
+          expect(await within(calls.poll, 5_000, `poll, ${what}`)).to.deep.equal({ ok: true, value: true });
+          const waited = await within(calls.wait, 5_000, `wait, ${what}`);
+          expect(waited.ok && (waited.value as unknown[])[0] === conn, `wait, ${what}`).to.equal(true);
+          expectSendSettled(await within(send, 5_000, `sendBytes, ${what}`), `sendBytes, ${what}`);
+          // Later calls do not wait either.
+          expectEndOfStream(
+            await within(conn.recv().then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })), 5_000, 'a later recv'),
+            `a later recv, ${what}`,
+            truncated,
+          );
+          await within(conn.close(), 5_000, `close, ${what}`);
+        } finally {
+          child.kill();
+          await child.exit();
+          await listener.close();
+        }
+      }
+      await expectNoLeakedFds(fdsBefore);
+    });
+
+    it(`a peer killed at a random moment of Connection#sendBytes(64 MiB): the frame arrives whole, or the receive fails; nothing hangs (seed ${runSeed})`, async () => {
+      const fdsBefore = fdCount();
+      const rounds = scaled(6);
+      for (let i = 0; i < rounds; i++) {
+        const family = i % 2 === 0 ? 'AF_UNIX' : 'AF_INET';
+        const listener = await Listener.listen(null, { family });
+        const child = runFixture('stress-fault-peer', [JSON.stringify(listener.address), 'conn']);
+        try {
+          const conn = await within(listener.accept(), 30_000, 'accept');
+          const first = conn.recvBytes().then(
+            (value): Outcome => ({ ok: true, value }),
+            (error: unknown): Outcome => ({ ok: false, error }),
+          );
+          const second = conn.recvBytes().then(
+            (value): Outcome => ({ ok: true, value }),
+            (error: unknown): Outcome => ({ ok: false, error }),
+          );
+          expect(await within(child.line(), 30_000, 'the peer starting its send')).to.equal('sending');
+          await sleep(Math.floor(random() * 60));
+          child.kill('SIGKILL');
+          await child.exit();
+          const a = await within(first, 30_000, 'the first recvBytes');
+          const b = await within(second, 5_000, 'the second recvBytes');
+          if (a.ok) {
+            const got = a.value as Buffer;
+            expect(got.length).to.equal(FRAME);
+            for (let j = 0; j < FRAME; j += 4093) expect(got[j], `byte ${j}`).to.equal((j * 7 + 3) & 0xff);
+            expectEndOfStream(b, 'the receive after the whole frame', false);
+          } else {
+            const err = a.error as ProtocolError | EOFError;
+            expect(err instanceof ProtocolError || err instanceof EOFError, describeOutcome(a)).to.equal(true);
+            if (err instanceof ProtocolError) expect(err.code).to.equal('ERR_TRUNCATED');
+            expect(b.ok).to.equal(false);
+          }
+          await within(conn.close(), 5_000, 'close');
+        } finally {
+          child.kill();
+          await child.exit();
+          await listener.close();
+        }
+      }
+      await expectNoLeakedFds(fdsBefore);
+    });
+  });
+
+  describe('a peer that half-closes', () => {
+    for (const tcp of [false, true]) {
+      const family = tcp ? 'TCP' : 'a Unix socket';
+      it(`over ${family}: messages before the half-close arrive, then EOFError; our sends still reach the peer`, async () => {
+        const fdsBefore = fdCount();
+        const peer = await rawPeer(undefined, tcp);
+        try {
+          const first = peer.conn.recvBytes();
+          const second = peer.conn.recvBytes();
+          const third = peer.conn.recv();
+          const poll = peer.conn.poll(Infinity);
+          await writeRaw(peer.raw, frame(Buffer.from('last words')));
+          await endRaw(peer.raw);
+          expect((await within(first, 5_000, 'first')).toString()).to.equal('last words');
+          expect(await within(second.catch((e: unknown) => e), 5_000, 'second')).to.be.instanceOf(EOFError);
+          expect(await within(third.catch((e: unknown) => e), 5_000, 'third')).to.be.instanceOf(EOFError);
+          expect(await within(poll, 5_000, 'poll')).to.equal(true);
+          // The peer only closed its sending side: it still reads, and we can still send.
+          const received: Buffer[] = [];
+          peer.raw.on('data', (d: Buffer) => received.push(d));
+          const big = Buffer.alloc(4 * MiB, 9);
+          await peer.conn.sendBytes(Buffer.from('still here'));
+          await peer.conn.sendBytes(big);
+          await until(() => Buffer.concat(received).length >= 14 + 4 + big.length, 10_000, 'the half-closed peer reading our frames');
+          const all = Buffer.concat(received);
+          expect(all.subarray(0, 14).equals(frame(Buffer.from('still here')))).to.equal(true);
+          expect(all.readInt32BE(14)).to.equal(big.length);
+          await within(peer.conn.close(), 5_000, 'close');
+          // ...and our close ends the stream for it.
+          if (!peer.raw.readableEnded) await within(once(peer.raw, 'end'), 5_000, 'the peer seeing our end');
+        } finally {
+          await peer.dispose();
+        }
+        await expectNoLeakedFds(fdsBefore);
+      });
+
+      it(`over ${family}: a half-close inside a frame rejects the pending receives with ERR_TRUNCATED`, async () => {
+        const fdsBefore = fdCount();
+        const peer = await rawPeer(undefined, tcp);
+        try {
+          const into = new Uint8Array(2 * MiB);
+          const pending = [peer.conn.recvBytesInto(into), peer.conn.recvBytes(), peer.conn.recv()].map((p) => p.catch((e: unknown) => e));
+          await writeRaw(peer.raw, Buffer.concat([header(MiB), Buffer.alloc(MiB / 2, 5)]));
+          await endRaw(peer.raw);
+          for (const p of pending) {
+            const err = await within(p, 5_000, 'a pending receive');
+            expect(err).to.be.instanceOf(ProtocolError);
+            expect((err as ProtocolError).code).to.equal('ERR_TRUNCATED');
+          }
+        } finally {
+          await peer.dispose();
+        }
+        await expectNoLeakedFds(fdsBefore);
+      });
+    }
+  });
+
+  describe('a peer that resets the connection (RST)', () => {
+    const points: [string, (raw: net.Socket) => Promise<void>, boolean][] = [
+      ['between frames', async (raw) => writeRaw(raw, frame(Buffer.from('one'))), false],
+      ['inside a header', async (raw) => writeRaw(raw, Buffer.concat([frame(Buffer.from('one')), Buffer.from([0, 0])])), true],
+      ['inside a 64 MiB payload', async (raw) => writeRaw(raw, Buffer.concat([frame(Buffer.from('one')), header(FRAME), Buffer.alloc(3 * MiB, 2)])), true],
+    ];
+    for (const [where, write, truncated] of points) {
+      it(`${where}: every pending call settles (ECONNRESET is the cause, never the rejection), no descriptor leaks`, async () => {
+        const fdsBefore = fdCount();
+        const peer = await rawPeer(undefined, true);
+        try {
+          const first = peer.conn.recvBytes();
+          const calls = pendingCalls(peer.conn, new Uint8Array(FRAME));
+          // A send that waits for drain: the raw peer never reads.
+          const send = peer.conn.sendBytes(Buffer.alloc(16 * MiB, 3)).then(
+            (value): Outcome => ({ ok: true, value }),
+            (error: unknown): Outcome => ({ ok: false, error }),
+          );
+          await write(peer.raw);
+          expect((await within(first, 5_000, 'the first message')).toString()).to.equal('one');
+          peer.raw.resetAndDestroy();
+          expectEndOfStream(await within(calls.into!, 5_000, 'recvBytesInto'), `recvBytesInto, RST ${where}`, truncated);
+          expectEndOfStream(await within(calls.recv, 5_000, 'recv'), `recv, RST ${where}`, truncated);
+          expectEndOfStream(await within(calls.recvBytes, 5_000, 'recvBytes'), `recvBytes, RST ${where}`, truncated);
+          expect(await within(calls.poll, 5_000, 'poll')).to.deep.equal({ ok: true, value: true });
+          expect((await within(calls.wait, 5_000, 'wait')).ok).to.equal(true);
+          expectSendSettled(await within(send, 5_000, 'sendBytes'), `sendBytes, RST ${where}`);
+          // Sends after the reset fail at once with the same kind of error.
+          const later = await within(
+            peer.conn.sendBytes(Buffer.from('x')).then(
+              (value): Outcome => ({ ok: true, value }),
+              (error: unknown): Outcome => ({ ok: false, error }),
+            ),
+            5_000,
+            'a send after the reset',
+          );
+          expect(later.ok, 'a send after the reset').to.equal(false);
+          expectSendSettled(later, 'a send after the reset');
+          await within(peer.conn.close(), 5_000, 'close');
+        } finally {
+          await peer.dispose();
+        }
+        await expectNoLeakedFds(fdsBefore);
+      });
+    }
+
+    const py = pythons().at(-1);
+    if (py === undefined) {
+      it('SKIPPED: no CPython found for the SO_LINGER 0 peer');
+    } else {
+      it(`a CPython ${py.version} peer that closes with SO_LINGER 0 inside a frame: pending receives reject with ERR_TRUNCATED`, async () => {
+        const fdsBefore = fdCount();
+        const listener = await Listener.listen(['127.0.0.1', 0]);
+        const [host, port] = listener.address as [string, number];
+        const script = String.raw`
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+s.sendall(struct.pack('!i', 5) + b'hello' + struct.pack('!i', 1 << 20) + b'x' * 1000)
+print('sent', flush=True)
+sys.stdin.readline()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+s.close()
+print('reset', flush=True)
+`;
+        const child = runPython(py, script, [host, String(port)]);
+        try {
+          const conn = await within(listener.accept(), 10_000, 'accept');
+          expect((await within(conn.recvBytes(), 10_000, 'hello')).toString()).to.equal('hello');
+          const calls = pendingCalls(conn, new Uint8Array(2 * MiB));
+          expect(await within(child.line(), 10_000, 'python sending')).to.equal('sent');
+          child.process.stdin!.write('\n');
+          expect(await within(child.line(), 10_000, 'python resetting')).to.equal('reset');
+          expectEndOfStream(await within(calls.into!, 5_000, 'recvBytesInto'), 'recvBytesInto', true);
+          expectEndOfStream(await within(calls.recv, 5_000, 'recv'), 'recv', true);
+          expectEndOfStream(await within(calls.recvBytes, 5_000, 'recvBytes'), 'recvBytes', true);
+          expect(await within(calls.poll, 5_000, 'poll')).to.deep.equal({ ok: true, value: true });
+          await within(conn.close(), 5_000, 'close');
+        } finally {
+          child.kill();
+          await child.exit();
+          await listener.close();
+        }
+        await expectNoLeakedFds(fdsBefore);
+      });
+    }
+  });
+});
