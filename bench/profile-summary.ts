@@ -51,6 +51,22 @@ for (const file of files) {
     const fileKey = f.url === '' ? f.functionName || '(native)' : short(f.url);
     byFile.set(fileKey, (byFile.get(fileKey) ?? 0) + us);
   }
+  // Inclusive time: each sample counts once for every distinct function on its stack.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (n: ProfileNode): string => {
+    const f = n.callFrame;
+    return `${f.functionName || '(anonymous)'}  ${short(f.url)}${f.url ? `:${f.lineNumber + 1}` : ''}`;
+  };
+  const inclusive = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const n = byId.get(at)!;
+      if (n.callFrame.url.includes('/dist/src/') || n.callFrame.url.includes('/dist/bench/')) seen.add(keyOf(n));
+    }
+    for (const k of seen) inclusive.set(k, (inclusive.get(k) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
   const show = (title: string, m: Map<string, number>): void => {
     process.stdout.write(`  ${title}\n`);
     for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) {
@@ -60,5 +76,6 @@ for (const file of files) {
   process.stdout.write(`${file}: ${(total / 1000).toFixed(0)} ms sampled\n`);
   show('self time by function', byFunction);
   show('self time by file', byFile);
+  show('inclusive time of functions in dist/src and dist/bench', inclusive);
   process.stdout.write('\n');
 }

@@ -176,6 +176,8 @@ class RoleProcess {
 interface Pair {
   server: RoleProcess;
   client: RoleProcess | null;
+  /** Where the server listens, by transport. */
+  addresses: RoleArgs['addresses'];
 }
 
 interface Context {
@@ -201,22 +203,17 @@ async function startPair(ctx: Context, w: WorkloadSpec, config: ConfigSpec, tran
   const base = { workload: w.id, system: config.system, variant: config.variant, transports };
   const listenAt: RoleArgs['addresses'] = transports.includes('unix') ? { unix: path.join(ctx.tmp, `${w.id}-${config.id}-${seq}.sock`) } : {};
   const label = `${w.id} ${config.id}`;
+  // Both start at once: the client learns the address from each run's spec.
   const server = spawnRole(ctx, { ...base, side: 'server', addresses: listenAt }, `${label} server`);
+  const client = config.system === 'ipc' ? null : spawnRole(ctx, { ...base, side: 'client', addresses: {} }, `${label} client`);
   try {
-    const ready = await server.next(30_000);
+    const [ready, ok] = await Promise.all([server.next(30_000), client?.next(30_000)]);
     if (ready.event !== 'ready') throw new Error(`${label} server: ${String(ready.message ?? ready.event)}`);
-    if (config.system === 'ipc') return { server, client: null };
-    const client = spawnRole(ctx, { ...base, side: 'client', addresses: ready.addresses as RoleArgs['addresses'] }, `${label} client`);
-    try {
-      const ok = await client.next(30_000);
-      if (ok.event !== 'ready') throw new Error(`${label} client: ${String(ok.message ?? ok.event)}`);
-    } catch (err) {
-      client.kill();
-      throw err;
-    }
-    return { server, client };
+    if (ok !== undefined && ok.event !== 'ready') throw new Error(`${label} client: ${String(ok.message ?? ok.event)}`);
+    return { server, client, addresses: ready.addresses as RoleArgs['addresses'] };
   } catch (err) {
     server.kill();
+    client?.kill();
     throw err;
   }
 }
@@ -243,7 +240,7 @@ function killPair(pair: Pair): Promise<void> {
 
 async function runOnce(pair: Pair, spec: RunSpec, timeoutMs: number): Promise<RunResults> {
   pair.server.send({ cmd: 'run', spec });
-  pair.client?.send({ cmd: 'run', spec });
+  pair.client?.send({ cmd: 'run', spec: { ...spec, address: pair.addresses[spec.transport] ?? null } });
   const [s, c] = await Promise.all([pair.server.next(timeoutMs), pair.client?.next(timeoutMs) ?? Promise.resolve(null)]);
   for (const [side, e] of [['server', s], ['client', c]] as const) {
     if (e !== null && e.event !== 'result') throw new Error(`${side}: ${String(e.message ?? e.event)}`);
@@ -279,7 +276,7 @@ interface Cell {
   runs: RunRecord[];
   calibration: RunRecord[];
   median: Record<string, number>;
-  /** (max - min) / median of each metric over the good runs. */
+  /** (max - min) / median of each metric over the good runs (without the extremes when there are 5 or more). */
   spread: Record<string, number>;
   error?: string;
 }
@@ -332,7 +329,11 @@ async function measure(
   try {
     if (fresh || pair === undefined || pair instanceof Error) {
       pair = await startPairRetrying(ctx, w, config, fresh ? [spec.transport] : transports);
-      if (!fresh) pairs.set(config.id, pair);
+      if (!fresh) {
+        pairs.set(config.id, pair);
+        // A pair restarted after a failure is cold: warm it up (untimed) like its calibration did.
+        if (spec.run >= 0) await runOnce(pair, spec, timeoutMs);
+      }
     }
     const r = await runOnce(pair, spec, timeoutMs);
     record.server = r.server;
@@ -355,8 +356,10 @@ function describeRun(w: WorkloadSpec, rec: RunRecord): string {
   if (!rec.ok) return `FAILED: ${rec.error}`;
   const m = rec.metrics!;
   const parts = w.metrics.map((x) => `${x.format(m[x.key]!)} ${x.label}`);
-  const cpu = [rec.server?.cpuMs, rec.client?.cpuMs].map((v) => (typeof v === 'number' ? `${Math.round(v)}` : '-')).join('/');
-  return `${parts.join(', ')}  (count ${rec.count}, cpu ms server/client ${cpu})`;
+  const ms = (v: unknown): string => (typeof v === 'number' ? `${Math.round(v)}` : '-');
+  const timedCpu = `${ms(rec.server?.cpuMs)}/${ms(rec.client?.cpuMs)}`;
+  const runCpu = `${ms(rec.server?.runCpuMs)}/${ms(rec.client?.runCpuMs)}`;
+  return `${parts.join(', ')}  (count ${rec.count}; CPU ms server/client: timed part ${timedCpu}, whole run ${runCpu})`;
 }
 
 async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
@@ -407,8 +410,8 @@ async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
         }
         let count = plan.calibrate;
         for (let k = 0; ; k++) {
-          const spec: RunSpec = { run: -1 - k, transport, count, warmup: warmupFor(plan, count), size };
-          const rec = await measure(ctx, w, c, transportsOf(c), pairs, spec, 120_000);
+          const spec: RunSpec = { run: -1 - k, transport, count, warmup: warmupFor(plan, count), size, address: null };
+          const rec = await measure(ctx, w, c, transportsOf(c), pairs, spec, 60_000);
           cell.calibration.push(rec);
           if (!rec.ok) {
             cell.error = `calibration: ${rec.error}`;
@@ -435,7 +438,7 @@ async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
           const cell = cellOf(c);
           if (cell.count === null) continue;
           const count = cell.count;
-          const spec: RunSpec = { run: r, transport, count, warmup: warmupFor(plan, count), size };
+          const spec: RunSpec = { run: r, transport, count, warmup: warmupFor(plan, count), size, address: null };
           const rec = await measure(ctx, w, c, transportsOf(c), pairs, spec, timeoutFor(w, size, count, target));
           cell.runs.push(rec);
           if (rec.ok && plan.calibrate > 0) {
@@ -460,7 +463,9 @@ async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
           const xs = good.map((x) => x.metrics![key]!);
           const m = median(xs);
           cell.median[key] = m;
-          cell.spread[key] = m !== 0 ? (Math.max(...xs) - Math.min(...xs)) / Math.abs(m) : 0;
+          // With 5 or more runs, leave out the fastest and the slowest (as the median does).
+          const kept = xs.length >= 5 ? [...xs].sort((a, b) => a - b).slice(1, -1) : xs;
+          cell.spread[key] = m !== 0 ? (Math.max(...kept) - Math.min(...kept)) / Math.abs(m) : 0;
         }
         const failed = cell.runs.filter((x) => !x.ok);
         if (failed.length > 0) cell.error = `${failed.length} of ${cell.runs.length} runs failed: ${failed[0]!.error}`;
@@ -579,7 +584,10 @@ async function main(): Promise<void> {
   const started = new Date();
   const load0 = os.loadavg();
   const notes: string[] = [];
-  if (python === null) notes.push('CPython 3.12 not found ($(pyenv root)/versions/3.12.*/bin/python): CPython columns skipped.');
+  if (python === null) {
+    const where = opts.python !== undefined ? `at ${opts.python}` : '($(pyenv root)/versions/3.12.*/bin/python)';
+    notes.push(`CPython 3.12 not found ${where}: CPython columns skipped.`);
+  }
   if (load0[0]! > machine.cores * 0.5) {
     notes.push(`The machine was busy when the run started (load average ${load0[0]!.toFixed(1)} on ${machine.cores} cores): absolute figures are noisy; ratios compare systems measured side by side, but noise still widens them.`);
   }
@@ -623,9 +631,10 @@ async function main(): Promise<void> {
     out.push(renderTable(w, r, failures), '');
   }
   out.push(
-    'Every figure was measured in this run (median of the runs; all runs are in the JSON). Ratios: mpconn divided by the other',
-    'system, on the figure the table shows (rates: >1 means mpconn is faster; times and MB of RSS: <1 means mpconn is faster/smaller).',
-    'Targets in parentheses are the goals of issue 8, not measurements: ✓ met, ✗ missed. "~": the runs spread more than 20%;',
+    'Every figure was measured in this run: the median of its runs (all runs are in the JSON).',
+    'Ratios are mpconn divided by the other system on the figure shown: for rates >1 means mpconn is faster;',
+    'for times and MB <1 means mpconn is faster or smaller. In parentheses: the goal from issue 8 (not a measurement),',
+    '✓ met, ✗ missed. "~": the runs spread by more than 20% (fastest and slowest left out when there are 5 or more);',
     '"!": some runs failed (listed below); "—": not applicable (Node IPC has no TCP form) or not run.',
   );
   for (const r of results) for (const n of r.notes) out.push(`${r.id}: ${n}`);

@@ -21,10 +21,7 @@ export interface RoleArgs {
   side: 'server' | 'client';
   /** The transports this pair serves; each run names one. */
   transports: Transport[];
-  /**
-   * server: where to listen (unix: a path; tcp binds 127.0.0.1:0, whatever is given).
-   * client: where to connect, as the server reported it.
-   */
+  /** server: where to listen (unix: a path; tcp binds 127.0.0.1:0). Clients learn theirs from each RunSpec. */
   addresses: Partial<Record<Transport, BenchAddress>>;
 }
 
@@ -36,6 +33,8 @@ export interface RunSpec {
   warmup: number;
   /** Payload bytes per message (W1, W2, W3, W6). */
   size: number;
+  /** Client: the server's address for `transport` (so both processes can start at once). */
+  address: BenchAddress | null;
 }
 
 export type RoleResult = Record<string, unknown>;
@@ -71,8 +70,10 @@ export function serveCommands(handler: (spec: RunSpec) => Promise<RoleResult>, c
     chain = chain.then(async () => {
       if (cmd.cmd === 'exit') return finish();
       try {
+        const cpu0 = process.cpuUsage();
         const result = await handler(cmd.spec!);
-        emit('result', { ...result, peakRssKiB: peakRssKiB() });
+        // runCpuMs: the whole run, connection setup included (cpuMs, where given, is the timed part).
+        emit('result', { ...result, runCpuMs: cpuMs(cpu0), peakRssKiB: peakRssKiB() });
       } catch (err) {
         emit('error', { message: err instanceof Error ? `${err.name}: ${err.message}` : String(err), stack: err instanceof Error ? err.stack : undefined });
       }

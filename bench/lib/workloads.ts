@@ -143,7 +143,7 @@ export const WORKLOADS: WorkloadSpec[] = [
       { label: 'mpconn/CPython', target: '≥5', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('cpython', 'msgPerSec')) },
       { label: 'mpconn/IPC json', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('ipc-json', 'msgPerSec')) },
     ],
-    plan: (quick) => small(quick, 20_000),
+    plan: (quick) => small(quick, 5000),
     timed: throughputRun,
     extract: msgRateOf,
     verify: verifyStream,
@@ -169,7 +169,7 @@ export const WORKLOADS: WorkloadSpec[] = [
       { label: 'mpconn/raw p99', compute: (g) => ratioOf(g('mpconn', 'p99Us'), g('raw-write', 'p99Us')) },
       { label: 'mpconn/CPython median', compute: (g) => ratioOf(g('mpconn', 'medianUs'), g('cpython', 'medianUs')) },
     ],
-    plan: (quick) => ({ ...small(quick, 1000), minCount: 1000, minWarmup: 100 }),
+    plan: (quick) => ({ ...small(quick, 300), minCount: 1000, minWarmup: 100 }),
     timed: (r) => {
       const c = r.client ?? r.server;
       return { units: num(c.roundTrips), seconds: (num(c.meanUs) * num(c.roundTrips)) / 1e6 };
@@ -202,10 +202,10 @@ export const WORKLOADS: WorkloadSpec[] = [
     ],
     plan: (quick, size) =>
       size <= MiB
-        ? { calibrate: 16, fixedCount: 0, targetSeconds: quick ? 0.1 : 1, minCount: 24, maxCount: 100_000, warmupFraction: 0.1, minWarmup: 4 }
+        ? { calibrate: 8, fixedCount: 0, targetSeconds: quick ? 0.1 : 1, minCount: 24, maxCount: 100_000, warmupFraction: 0.1, minWarmup: 4 }
         : quick
-          ? { calibrate: 0, fixedCount: 1, targetSeconds: 0, minCount: 1, maxCount: 1, warmupFraction: 0, minWarmup: 1 }
-          : { calibrate: 2, fixedCount: 0, targetSeconds: 1.5, minCount: 4, maxCount: 200, warmupFraction: 0, minWarmup: 1 },
+          ? { calibrate: 0, fixedCount: 1, targetSeconds: 0, minCount: 1, maxCount: 1, warmupFraction: 0, minWarmup: 0 }
+          : { calibrate: 2, fixedCount: 0, targetSeconds: 1, minCount: 4, maxCount: 200, warmupFraction: 0, minWarmup: 1 },
     timed: throughputRun,
     extract: (r) => ({ MBps: num(r.server.timedBytes) / num(r.server.seconds) / 1e6 }),
     verify: verifyStream,
@@ -234,7 +234,7 @@ export const WORKLOADS: WorkloadSpec[] = [
       { label: 'mpconn/IPC json', target: '≥2', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('ipc-json', 'msgPerSec')) },
       { label: 'mpconn/IPC advanced', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('ipc-advanced', 'msgPerSec')) },
     ],
-    plan: (quick) => small(quick, 10_000),
+    plan: (quick) => small(quick, 3000),
     timed: throughputRun,
     extract: msgRateOf,
     verify: (r, _config, _size, total) => {
@@ -263,7 +263,7 @@ export const WORKLOADS: WorkloadSpec[] = [
       { label: 'mpconn auth/node floor', compute: (g) => ratioOf(g('mpconn-auth', 'msPerConnect'), g('raw-floor', 'msPerConnect')) },
       { label: 'mpconn/CPython no auth', compute: (g) => ratioOf(g('mpconn-noauth', 'msPerConnect'), g('cpython-noauth', 'msPerConnect')) },
     ],
-    plan: (quick) => ({ calibrate: 40, fixedCount: 0, targetSeconds: quick ? 0.1 : 1, minCount: 40, maxCount: 4000, warmupFraction: 0.1, minWarmup: 10 }),
+    plan: (quick) => ({ calibrate: 20, fixedCount: 0, targetSeconds: quick ? 0.1 : 1, minCount: 40, maxCount: 4000, warmupFraction: 0.1, minWarmup: 10 }),
     timed: (r) => ({ units: num(r.client!.timedConnects), seconds: num(r.client!.seconds) }),
     extract: (r) => ({ msPerConnect: (num(r.client!.seconds) * 1000) / num(r.client!.timedConnects), medianConnectMs: num(r.client!.medianUs) / 1000 }),
     verify: (r, _config, _size, total) => {

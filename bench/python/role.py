@@ -92,7 +92,9 @@ def serve(handler):
         if cmd['cmd'] == 'exit':
             return
         try:
+            c0 = time.process_time()
             result = handler(cmd['spec'])
+            result['runCpuMs'] = (time.process_time() - c0) * 1000
             result['peakRssKiB'] = peak_rss_kib()
             emit('result', **result)
         except Exception as e:  # reported, the orchestrator decides
@@ -188,7 +190,7 @@ def main():
     emit('ready')
 
     def run(spec):
-        address = to_address(args['addresses'][spec['transport']])
+        address = to_address(spec['address'])
         total = spec['warmup'] + spec['count']
         warmup = spec['warmup']
         c0 = time.process_time()

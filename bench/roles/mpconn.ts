@@ -102,7 +102,7 @@ async function server(): Promise<void> {
 async function client(): Promise<void> {
   emit('ready');
   serveCommands(async (spec) => {
-    const address = toAddress(args.addresses[spec.transport]!);
+    const address = toAddress(spec.address!);
     const total = spec.warmup + spec.count;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();

@@ -148,7 +148,7 @@ async function client(): Promise<void> {
   const encoder = new Encoder();
   serveCommands(async (spec) => {
     const transport = spec.transport;
-    const address = args.addresses[transport]!;
+    const address = spec.address!;
     const total = spec.warmup + spec.count;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
