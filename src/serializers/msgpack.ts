@@ -5,6 +5,8 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 const UINT64_MAX = (1n << 64n) - 1n;
 const INT64_MIN = -(1n << 63n);
+/** Arrays up to this many elements get their room ahead at any depth. */
+const SMALL_ARRAY = 16;
 
 // The parts of @msgpack/msgpack 3.x we extend (TypeScript-private, so the
 // extension is made on each instance); test/serializers.test.ts covers them.
@@ -22,6 +24,11 @@ interface DecoderInternals {
   pos: number;
   readU64(): number | bigint;
   readI64(): number | bigint;
+  stack: {
+    readonly length: number;
+    pushArrayState(size: number): void;
+    top(): { size: number } | undefined;
+  };
 }
 
 /**
@@ -75,6 +82,25 @@ function createDecoder(): Decoder {
     const value = self.view.getBigInt64(self.pos);
     self.pos += 8;
     return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
+  };
+  // @msgpack/msgpack allocates `new Array(size)` from an array header, before
+  // any element has arrived: a 5-byte message claiming 2**25 elements costs
+  // 256 MB, and a message of nested headers exhausts the heap and aborts the
+  // process. Every element takes at least a byte, so a claim above the bytes
+  // left is a lie; and only the two outer levels (and small arrays) get their
+  // room ahead, so room reserved and not yet filled stays within a small
+  // multiple of the message. Other arrays start empty and grow as elements
+  // arrive (the outer levels keep the speed of preallocation).
+  const stack = self.stack;
+  const pushArrayState = stack.pushArrayState.bind(stack);
+  stack.pushArrayState = (size) => {
+    const left = self.view.byteLength - self.pos;
+    if (size <= left && (size <= SMALL_ARRAY || stack.length < 2)) {
+      pushArrayState(size);
+    } else {
+      pushArrayState(0);
+      stack.top()!.size = size;
+    }
   };
   return decoder;
 }

@@ -26,7 +26,7 @@ import { FrameDecoder, type FrameHandler } from '../../src/connection/frame-deco
 import { resolveSerializer } from '../../src/serializers/index.js';
 import { CHALLENGE, FAILURE, RawPeer, rawServer, WELCOME } from '../helpers/auth-raw.js';
 import { frame, header, longHeader, rawPeer, until, within, writeRaw } from '../helpers/wire.js';
-import { budget, fdCount, scaled } from './helpers.js';
+import { budget, fdCount, runFixture, scaled } from './helpers.js';
 
 const MiB = 1 << 20;
 const KEY = Buffer.from('stress: hostile bytes key');
@@ -277,6 +277,32 @@ describe('stress: hostile bytes', function () {
       } finally {
         await msgpack.dispose();
         await json.dispose();
+      }
+    });
+  });
+
+  describe('recv() of messages that claim far more than they carry', () => {
+    it('allocates in proportion to the message, never to its claims: the process survives on a 512 MB heap', async () => {
+      const child = runFixture('stress-decode-bombs', [], ['--max-old-space-size=512']);
+      try {
+        const results: { name: string; bytes: number; outcome: string; peakGrowth: number }[] = [];
+        for (;;) {
+          const line = await within(child.line(), 60_000, 'the decoding child');
+          if (line === 'done') break;
+          results.push(JSON.parse(line));
+        }
+        const exit = await child.exit();
+        expect(exit.code, exit.stderr).to.equal(0);
+        for (const r of results) {
+          const context = `${r.name}: ${r.outcome}, peak RSS +${(r.peakGrowth / 1e6).toFixed(1)} MB`;
+          expect(['value', 'ProtocolError ERR_DECODE', 'UnpicklingError ERR_UNPICKLING'], context).to.include(r.outcome);
+          // A few MB of bookkeeping per MB of message at most; a believed claim costs hundreds of MB.
+          if (process.env.STRESS_VERBOSE) console.log(context);
+          expect(r.peakGrowth, context).to.be.below(64e6 + 64 * r.bytes);
+        }
+        expect(results).to.have.length(10);
+      } finally {
+        child.kill();
       }
     });
   });
