@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import net from 'node:net';
-import { Connection, EOFError, Listener, ProtocolError, wait } from 'mpconn';
+import { Client, Connection, EOFError, Listener, ProtocolError, wait } from 'mpconn';
 import { pythons, runPython } from '../helpers/python.js';
 import { endRaw, frame, header, rawPeer, sleep, until, within, writeRaw } from '../helpers/wire.js';
 import { budget, fdCount, fdTargets, prng, runFixture, scaled, seed } from './helpers.js';
@@ -175,6 +175,79 @@ describe('stress: faults', function () {
           await child.exit();
           await listener.close();
         }
+      }
+      await expectNoLeakedFds(fdsBefore);
+    });
+  });
+
+  describe('connections that fail leak nothing', () => {
+    it('refused, timed out, aborted, wrong key, no challenge, EADDRINUSE: each rejects, and every descriptor is released', async () => {
+      const fdsBefore = fdCount();
+      const rounds = scaled(10);
+      const keyed = await Listener.listen(['127.0.0.1', 0], { authkey: 'right' });
+      const keyless = await Listener.listen(['127.0.0.1', 0]);
+      const unixKeyed = await Listener.listen(null, { authkey: 'right' });
+      const failures = new Map<string, number>();
+      const note = (what: string, err: unknown): void => {
+        const key = `${what}: ${(err as { name?: string }).name} ${(err as { code?: string }).code ?? ''}`;
+        failures.set(key, (failures.get(key) ?? 0) + 1);
+      };
+      // A port nothing listens on (bound, then closed).
+      const probe = net.createServer().listen(0, '127.0.0.1');
+      await once(probe, 'listening');
+      const freePort = (probe.address() as net.AddressInfo).port;
+      await new Promise((resolve) => probe.close(resolve));
+      // A server that accepts and then says nothing.
+      const silentSockets = new Set<net.Socket>();
+      const silent = net.createServer((socket) => {
+        silentSockets.add(socket);
+        socket.on('close', () => silentSockets.delete(socket));
+      }).listen(0, '127.0.0.1');
+      await once(silent, 'listening');
+      const silentPort = (silent.address() as net.AddressInfo).port;
+      try {
+        for (let i = 0; i < rounds; i++) {
+          const attempts: [string, Promise<unknown>][] = [
+            ['refused', Client(['127.0.0.1', freePort])],
+            ['no such Unix path', Client(`${unixKeyed.address as string}.missing`)],
+            ['wrong key (TCP)', Client(keyed.address, { authkey: 'wrong' })],
+            ['wrong key (Unix)', Client(unixKeyed.address, { authkey: 'wrong' })],
+            ['no challenge from a keyless listener', Client(keyless.address, { authkey: 'right', timeout: 200 })],
+            ['a silent server', Client(['127.0.0.1', silentPort], { authkey: 'right', timeout: 200 })],
+            ['aborted mid-handshake', Client(['127.0.0.1', silentPort], { authkey: 'right', signal: AbortSignal.timeout(50) })],
+            ['EADDRINUSE', Listener.listen(keyed.address)],
+          ];
+          const settled = attempts.map(([what, attempt]) => [what, attempt.then((value) => ({ value }), (error: unknown) => ({ error }))] as const);
+          for (const [what, outcome] of settled) {
+            const result = await within(outcome, 10_000, what);
+            expect('error' in result, `${what} should fail`).to.equal(true);
+            note(what, (result as { error: unknown }).error);
+          }
+          // The keyless listener accepted the connections that waited for a challenge: close them.
+          for (;;) {
+            const conn = await keyless.accept({ timeout: 0 }).catch(() => null);
+            if (conn === null) break;
+            await conn.close();
+          }
+        }
+        const expected = [
+          `refused: Error ECONNREFUSED`,
+          `no such Unix path: Error ENOENT`,
+          `wrong key (TCP): AuthenticationError ERR_AUTH`,
+          `wrong key (Unix): AuthenticationError ERR_AUTH`,
+          `no challenge from a keyless listener: AuthenticationError ERR_AUTH`,
+          `a silent server: AuthenticationError ERR_AUTH`,
+          `aborted mid-handshake: TimeoutError 23`,
+          `EADDRINUSE: Error EADDRINUSE`,
+        ];
+        expect([...failures.keys()].sort()).to.deep.equal(expected.sort());
+        for (const [what, n] of failures) expect(n, what).to.equal(rounds);
+      } finally {
+        for (const socket of silentSockets) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+        await keyed.close();
+        await keyless.close();
+        await unixKeyed.close();
       }
       await expectNoLeakedFds(fdsBefore);
     });
