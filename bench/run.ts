@@ -11,6 +11,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CpuLedger, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython, type Machine } from './lib/machine.js';
 import type { RoleArgs, RoleResult, RunSpec, Transport, WorkloadId } from './lib/role.js';
 import { isTransportOf, sizeLabel, WORKLOADS, type ConfigSpec, type RunResults, type WorkloadSpec } from './lib/workloads.js';
@@ -70,6 +71,11 @@ for (const w of only ?? []) if (!WORKLOADS.some((x) => x.id === w)) usageError(`
 const partial = only !== undefined || opts.transport !== undefined || systemFilter !== undefined || quick || opts.runs !== undefined || opts.seconds !== undefined;
 const outFile = path.resolve(opts.out ?? path.join(ROOT, 'bench', 'results', partial ? 'last-run.json' : 'latest.json'));
 const profileDir = path.join(ROOT, 'bench', 'results', 'profiles');
+/** CPU time of this process and every process it starts, to tell our load from other processes'. */
+const ledger = new CpuLedger();
+const CORES = os.availableParallelism?.() ?? os.cpus().length;
+/** Rows where other processes took more than this share of the CPU are flagged. */
+const OTHER_LOAD_FLAG = 0.1;
 
 function usageError(message: string): never {
   process.stderr.write(`bench: ${message}\n\n${USAGE}`);
@@ -98,6 +104,7 @@ class RoleProcess {
   constructor(command: string, argv: string[], label: string) {
     this.label = label;
     this.child = spawn(command, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    ledger.track(this.child.pid);
     this.child.stdin!.on('error', () => {});
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let e: RoleEvent;
@@ -158,9 +165,18 @@ class RoleProcess {
     });
   }
 
+  /** Processes this one started (Node's IPC child), counted in the CPU ledger with it. */
+  readonly descendants: number[] = [];
+
+  #releaseCpu(): void {
+    ledger.release(this.child.pid);
+    for (const pid of this.descendants) ledger.release(pid);
+  }
+
   /** Asks the process to exit; kills it (this process, by its id) if it does not. */
   async stop(): Promise<void> {
     if (this.#exited !== null) return;
+    this.#releaseCpu();
     this.send({ cmd: 'exit' });
     this.child.stdin!.end();
     const timer = setTimeout(() => this.kill(), 5000);
@@ -169,7 +185,9 @@ class RoleProcess {
   }
 
   kill(): void {
-    if (this.#exited === null) this.child.kill('SIGKILL');
+    if (this.#exited !== null) return;
+    this.#releaseCpu();
+    this.child.kill('SIGKILL');
   }
 }
 
@@ -210,6 +228,10 @@ async function startPair(ctx: Context, w: WorkloadSpec, config: ConfigSpec, tran
     const [ready, ok] = await Promise.all([server.next(30_000), client?.next(30_000)]);
     if (ready.event !== 'ready') throw new Error(`${label} server: ${String(ready.message ?? ready.event)}`);
     if (ok !== undefined && ok.event !== 'ready') throw new Error(`${label} client: ${String(ok.message ?? ok.event)}`);
+    if (typeof ready.childPid === 'number') {
+      server.descendants.push(ready.childPid);
+      ledger.track(ready.childPid);
+    }
     return { server, client, addresses: ready.addresses as RoleArgs['addresses'] };
   } catch (err) {
     server.kill();
@@ -288,6 +310,12 @@ interface Row {
   loadavg: number[];
   /** Wall time this row took. */
   seconds: number;
+  /** Share of the machine's CPU that processes other than the benchmark's used meanwhile (null without /proc). */
+  otherShare: number | null;
+  /** Share of the CPU the hypervisor stole meanwhile. */
+  stealShare: number | null;
+  /** Share of the CPU the benchmark's own processes used meanwhile. */
+  ownShare: number | null;
   cells: Cell[];
 }
 
@@ -393,10 +421,14 @@ async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
         label: '',
         loadavg: os.loadavg(),
         seconds: 0,
+        otherShare: null,
+        stealShare: null,
+        ownShare: null,
         cells: configs.map((c) => ({ config: c.id, label: c.label, system: c.system, variant: c.variant, count: null, runs: [], calibration: [], median: {}, spread: {} })),
       };
       const cellOf = (c: ConfigSpec): Cell => row.cells.find((x) => x.config === c.id)!;
       const groupStart = performance.now();
+      const others = startInterval(ledger, CORES);
       log(`${w.id} ${transport}${w.sizes.length > 1 ? ` ${sizeLabel(size)}` : ''}: `);
 
       // Size each config's runs from calibration runs (which also warm it up): grow the
@@ -451,7 +483,9 @@ async function runWorkload(ctx: Context, w: WorkloadSpec): Promise<Row[]> {
         }
       }
       row.seconds = (performance.now() - groupStart) / 1000;
-      log(` ${row.seconds.toFixed(1)} s\n`);
+      Object.assign(row, others());
+      const busy = row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG ? ` (other processes: ${(row.otherShare * 100).toFixed(0)}% of the CPU)` : '';
+      log(` ${row.seconds.toFixed(1)} s${busy}\n`);
 
       for (const cell of row.cells) {
         const good = cell.runs.filter((x) => x.ok);
@@ -532,7 +566,10 @@ function renderTable(w: WorkloadSpec, result: WorkloadResult, failures: string[]
   const lines: string[] = [`${w.id}  ${w.title} — ${better} (${direction})`];
   // Columns: for each row (transport/size) and each metric.
   const cols: { row: Row; metric: string; head1: string; head2: string }[] = [];
-  for (const row of rows) for (const m of w.metrics) cols.push({ row, metric: m.key, head1: row.label, head2: w.metrics.length > 1 ? m.label : '' });
+  for (const row of rows) {
+    const busy = row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG ? '*' : '';
+    for (const m of w.metrics) cols.push({ row, metric: m.key, head1: row.label + busy, head2: w.metrics.length > 1 ? m.label : '' });
+  }
   const labelWidth = Math.max(28, ...w.configs.map((c) => c.label.length + 2), ...w.ratios.map((r) => r.label.length + (r.target ? r.target.length + 3 : 0) + 2));
   const colWidth = Math.max(11, ...cols.map((c) => c.head1.length + 2));
   lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head1, colWidth)).join(''));
@@ -596,6 +633,7 @@ async function main(): Promise<void> {
 
   const ctx: Context = { python, tmp: mkdtempSync(path.join(os.tmpdir(), 'mpconn-bench-')), seq: 0 };
   const t0 = performance.now();
+  const others = startInterval(ledger, CORES);
   const results: WorkloadResult[] = [];
   const cleanup = (): void => rmSync(ctx.tmp, { recursive: true, force: true });
   process.once('SIGINT', () => {
@@ -613,8 +651,13 @@ async function main(): Promise<void> {
   }
   const wall = (performance.now() - t0) / 1000;
   const load1 = os.loadavg();
-  if (load1[0]! > machine.cores * 0.5 && load0[0]! <= machine.cores * 0.5) {
-    notes.push(`The machine became busy during the run (load average ${load1[0]!.toFixed(1)} at the end on ${machine.cores} cores): figures are noisy.`);
+  const { otherShare, ownShare, stealShare } = others();
+  const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+  const busyRows = results.flatMap((r) =>
+    r.rows.filter((row) => row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG).map((row) => `${r.id} ${row.label} ${pct(row.otherShare!)}`),
+  );
+  if (busyRows.length > 0) {
+    notes.push(`Other processes took more than ${pct(OTHER_LOAD_FLAG)} of the CPU while these were measured (marked * above): ${busyRows.join(', ')}. Rerun them before trusting them.`);
   }
 
   // The table.
@@ -623,7 +666,7 @@ async function main(): Promise<void> {
   out.push(
     `mpconn benchmark — ${quick ? 'quick' : 'full'} run, median of ${runs} runs per figure, ${started.toISOString()}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}; Node ${machine.node}; CPython ${machine.python ?? 'absent'}; mpconn ${machine.mpconnCommit ?? '?'}${machine.srcDirty.length > 0 ? ` + uncommitted changes in ${machine.srcDirty.length} src files` : ''}`,
-    `load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start, ${load1.map((x) => x.toFixed(2)).join(' ')} at end; wall time ${wall.toFixed(1)} s`,
+    `load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start; other processes used ${otherShare === null ? '?' : pct(otherShare)} of the CPU during the run${stealShare !== null && stealShare > 0.01 ? `, the hypervisor stole ${pct(stealShare)}` : ''}; wall time ${wall.toFixed(1)} s`,
     '',
   );
   for (const r of results) {
@@ -635,7 +678,8 @@ async function main(): Promise<void> {
     'Ratios are mpconn divided by the other system on the figure shown: for rates >1 means mpconn is faster;',
     'for times and MB <1 means mpconn is faster or smaller. In parentheses: the goal from issue 8 (not a measurement),',
     '✓ met, ✗ missed. "~": the runs spread by more than 20% (fastest and slowest left out when there are 5 or more);',
-    '"!": some runs failed (listed below); "—": not applicable (Node IPC has no TCP form) or not run.',
+    '"!": some runs failed (listed below); "—": not applicable (Node IPC has no TCP form) or not run;',
+    `"*" after a column heading: other processes took more than ${pct(OTHER_LOAD_FLAG)} of the CPU while it was measured.`,
   );
   for (const r of results) for (const n of r.notes) out.push(`${r.id}: ${n}`);
   for (const n of notes) out.push(`Note: ${n}`);
@@ -647,7 +691,7 @@ async function main(): Promise<void> {
     date: started.toISOString(),
     mode: quick ? 'quick' : 'full',
     options: { runs, only: only ?? null, transports, systems: systemFilter ?? null, seconds: secondsOverride ?? null, cpuProf: opts['cpu-prof'] },
-    machine: { ...machine, loadavgStart: load0, loadavgEnd: load1 },
+    machine: { ...machine, loadavgStart: load0, loadavgEnd: load1, otherCpuShare: otherShare, ownCpuShare: ownShare, stealCpuShare: stealShare },
     wallSeconds: wall,
     notes,
     workloads: results,
