@@ -91,7 +91,7 @@ describe('stress: faults', function () {
     const cuts = [0, 1, 3, 4, 5, total - 1];
     for (let i = cuts.length; i < scaled(12); i++) cuts.push(Math.floor(random() * total));
 
-    it(`every pending call settles, and no descriptor leaks (cuts ${cuts.join(', ')}; seed ${runSeed})`, async () => {
+    it(`every pending call settles, and no descriptor leaks (${cuts.length} cuts, the edges and random ones; seed ${runSeed})`, async () => {
       const fdsBefore = fdCount();
       const into = new Uint8Array(FRAME);
       const unread = Buffer.alloc(8 * MiB, 1);
@@ -110,7 +110,7 @@ describe('stress: faults', function () {
           expect(await within(child.line(), 30_000, 'the peer writing its partial frame')).to.equal('cut');
           child.kill('SIGKILL');
           await child.exit();
-          const what = `cut at byte ${cut} of ${total} (${family})`;
+          const what = `cut at byte ${cut} of ${total} (${family}; seed ${runSeed}, cuts ${cuts.join(', ')})`;
           const truncated = cut > 0;
           expectEndOfStream(await within(calls.into!, 30_000, `recvBytesInto, ${what}`), `recvBytesInto, ${what}`, truncated);
           expectEndOfStream(await within(calls.recv, 5_000, `recv, ${what}`), `recv, ${what}`, truncated);
@@ -331,7 +331,9 @@ describe('stress: faults', function () {
           await write(peer.raw);
           expect((await within(first, 5_000, 'the first message')).toString()).to.equal('one');
           peer.raw.resetAndDestroy();
-          expectEndOfStream(await within(calls.into!, 5_000, 'recvBytesInto'), `recvBytesInto, RST ${where}`, truncated);
+          const into = await within(calls.into!, 5_000, 'recvBytesInto');
+          expectEndOfStream(into, `recvBytesInto, RST ${where}`, truncated);
+          expect(((into as { error: Error }).error.cause as { code?: string } | undefined)?.code, 'the cause').to.equal('ECONNRESET');
           expectEndOfStream(await within(calls.recv, 5_000, 'recv'), `recv, RST ${where}`, truncated);
           expectEndOfStream(await within(calls.recvBytes, 5_000, 'recvBytes'), `recvBytes, RST ${where}`, truncated);
           expect(await within(calls.poll, 5_000, 'poll')).to.deep.equal({ ok: true, value: true });
