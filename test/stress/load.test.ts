@@ -8,11 +8,12 @@
  * client; the bad clients must not disturb the good ones.
  *
  * The clients run in child processes (4 × 50 good + 5 wrong-key, 4 × 5
- * killed). At scale 1 (`npm test`) this is the full 200 × 1,000; the
- * message count scales with STRESS_SCALE.
+ * killed). Over TCP, scale 1 (`npm test`) is the full 200 × 1,000; a second
+ * run goes over a Unix socket with a tiny backlog (200 × 200 at scale 1).
+ * Message counts scale with STRESS_SCALE.
  */
 import { expect } from 'chai';
-import { AuthenticationError, Connection, EOFError, Listener, ProtocolError } from 'mpconn';
+import { AuthenticationError, Connection, EOFError, Listener, ProtocolError, type Address, type ListenerOptions } from 'mpconn';
 import { within } from '../helpers/wire.js';
 import { budget, checkMessage, runFixture, scaled, seed, type Child } from './helpers.js';
 
@@ -21,6 +22,7 @@ const GOOD_PER_PROCESS = 50;
 const WRONG_KEY_PER_PROCESS = 5;
 const KILLED_PER_PROCESS = 5;
 const MESSAGES = scaled(1000);
+const UNIX_MESSAGES = scaled(200);
 const MAX_BODY = 64 * 1024;
 const AUTHKEY = 'stress: the right key';
 
@@ -36,9 +38,15 @@ interface Served {
 describe('stress: load', function () {
   this.timeout(budget(240_000));
 
-  it(`200 clients × ${MESSAGES.toLocaleString('en')} checksummed messages arrive once and in order, while 20 wrong keys knock and 20 clients die mid-frame`, async () => {
+  const runs: { over: string; address: Address | null; options: ListenerOptions; messages: number }[] = [
+    { over: 'TCP', address: ['127.0.0.1', 0], options: {}, messages: MESSAGES },
+    // A backlog of 8 against a burst of 240 connects: Clients wait for room, as Python's blocking connect() does.
+    { over: 'a Unix socket with a backlog of 8', address: null, options: { family: 'AF_UNIX', backlog: 8 }, messages: UNIX_MESSAGES },
+  ];
+  for (const run of runs) it(`over ${run.over}: 200 clients × ${run.messages.toLocaleString('en')} checksummed messages arrive once and in order, while 20 wrong keys knock and 20 clients die mid-frame`, async () => {
+    const MESSAGES = run.messages;
     const runSeed = seed();
-    const listener = await Listener.listen(['127.0.0.1', 0], { authkey: AUTHKEY });
+    const listener = await Listener.listen(run.address, { ...run.options, authkey: AUTHKEY });
     const handshakeErrors: unknown[] = [];
     listener.on('handshakeError', (err) => handshakeErrors.push(err));
     const served = new Map<number, Served>();
