@@ -7,9 +7,11 @@
  * more file descriptors open than before.
  */
 import { expect } from 'chai';
+import fc from 'fast-check';
+import { encode } from '@msgpack/msgpack';
 import { once } from 'node:events';
 import net from 'node:net';
-import { Client, Connection, EOFError, Listener, ProtocolError, wait } from 'mpconn';
+import { BufferTooShort, Client, Connection, ConnectionStateError, EOFError, Listener, ProtocolError, wait } from 'mpconn';
 import { pythons, runPython } from '../helpers/python.js';
 import { endRaw, frame, header, rawPeer, sleep, until, within, writeRaw } from '../helpers/wire.js';
 import { budget, fdCount, fdTargets, prng, runFixture, scaled, seed } from './helpers.js';
@@ -34,6 +36,13 @@ function pendingCalls(conn: Connection, into: Uint8Array | null) {
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+function outcome(p: Promise<unknown>): Promise<Outcome> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
 
 function describeOutcome(o: Outcome): string {
   if (o.ok) return `resolved with ${Buffer.isBuffer(o.value) ? `${o.value.length} bytes` : String(o.value)}`;
@@ -250,6 +259,130 @@ describe('stress: faults', function () {
         await unixKeyed.close();
       }
       await expectNoLeakedFds(fdsBefore);
+    });
+  });
+
+  describe('receives cancelled at random moments while frames arrive cut anywhere', () => {
+    const sizes = fc.oneof(
+      fc.integer({ min: 0, max: 100 }),
+      fc.integer({ min: 1000, max: 70_000 }),
+      fc.integer({ min: 200_000, max: 2 * MiB }),
+    );
+    const op = fc.record({
+      kind: fc.constantFrom('recvBytes', 'into', 'into-small', 'recv', 'recvBytes', 'into', 'recv', 'bounded'),
+      maxlength: fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 3 * MiB })),
+      cancel: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 30 })),
+      by: fc.constantFrom('abort', 'timeout'),
+    });
+    type Result = { got: Buffer } | { eof: true } | { tooLong: number } | { notReadable: true } | { cancelled: unknown };
+
+    it('no message is lost, duplicated or reordered: receives take the next frames in call order, cancelled ones take nothing, a too-long one ends reading', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(sizes, { minLength: 1, maxLength: 10 }),
+          fc.array(op, { minLength: 1, maxLength: 12 }),
+          fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 8 }),
+          fc.integer(),
+          async (frameSizes, ops, cutFractions, seedValue) => {
+            const random = prng(seedValue);
+            // msgpack bin payloads, so recv() can take part: each frame's bytes decode to themselves.
+            const payloads = frameSizes.map((n, i) => {
+              const body = Buffer.alloc(n);
+              for (let j = 0; j < n; j += 997) body[j] = (i * 31 + j) & 0xff;
+              if (n >= 4) body.writeUInt32BE(i, n - 4);
+              return Buffer.from(encode(body));
+            });
+            const stream = Buffer.concat(payloads.map((p) => frame(p)));
+            const peer = await rawPeer();
+            try {
+              const results = ops.map((o): Promise<Result> => {
+                const controller = new AbortController();
+                const options =
+                  o.cancel === null ? undefined : o.by === 'timeout' ? { timeout: o.cancel } : { signal: controller.signal };
+                if (o.cancel !== null && o.by === 'abort') setTimeout(() => controller.abort(new Error('aborted by the test')), o.cancel);
+                let p: Promise<Buffer>;
+                if (o.kind === 'recvBytes') p = peer.conn.recvBytes(undefined, options);
+                else if (o.kind === 'bounded') p = peer.conn.recvBytes(o.maxlength, options);
+                else if (o.kind === 'recv') p = peer.conn.recv<Uint8Array>(options).then((v) => Buffer.from(encode(v)));
+                else {
+                  const buf = new Uint8Array(o.kind === 'into' ? 2 * MiB + 64 : 50);
+                  p = peer.conn.recvBytesInto(buf, 7, options).then((n) => Buffer.from(buf.subarray(7, 7 + n)));
+                }
+                return p.then(
+                  (msg) => ({ got: msg }),
+                  (err: unknown) => {
+                    if (err instanceof BufferTooShort) return { got: err.data };
+                    if (err instanceof EOFError) return { eof: true };
+                    if (err instanceof ProtocolError && err.code === 'ERR_MESSAGE_TOO_LONG') return { tooLong: o.maxlength };
+                    if (err instanceof ConnectionStateError && err.code === 'ERR_NOT_READABLE') return { notReadable: true };
+                    return { cancelled: err };
+                  },
+                );
+              });
+              // The peer writes the stream in random pieces, with pauses, while receives are cancelled around it
+              // (in the background: with every receive cancelled the inbox fills, pauses the socket, and the writes wait).
+              const points = [...new Set(cutFractions.map((f) => Math.floor(f * stream.length)))].sort((a, b) => a - b);
+              const writing = (async () => {
+                let from = 0;
+                for (const point of [...points, stream.length]) {
+                  if (point > from) await writeRaw(peer.raw, stream.subarray(from, point));
+                  from = Math.max(from, point);
+                  await sleep(Math.floor(random() * 6));
+                }
+                // Then the peer ends: receives left over once every frame is taken meet EOFError.
+                await endRaw(peer.raw);
+              })().catch(() => {});
+              const settled = await within(Promise.all(results), 10_000, 'the receives');
+
+              // Walk the receives in call order, as they were served.
+              let next = 0;
+              let unreadable = false;
+              const trace = settled.map((r) => Object.keys(r)[0]).join(' ');
+              for (const [i, r] of settled.entries()) {
+                const where = `receive ${i} (${ops[i]!.kind}) of [${trace}]`;
+                if ('got' in r) {
+                  expect(unreadable, `${where} got a message after the connection stopped reading`).to.equal(false);
+                  expect(next, `${where}: more messages than were sent`).to.be.below(payloads.length);
+                  expect(r.got.equals(payloads[next]!), `${where} got frame ${next}`).to.equal(true);
+                  next++;
+                } else if ('eof' in r) {
+                  expect(unreadable || next === payloads.length, `${where}: EOFError with frame ${next} unread`).to.equal(true);
+                } else if ('tooLong' in r) {
+                  expect(unreadable, `${where}: a second too-long`).to.equal(false);
+                  expect(payloads[next]!.length, `${where}: frame ${next} against maxlength ${r.tooLong}`).to.be.above(r.tooLong);
+                  unreadable = true;
+                } else if ('notReadable' in r) {
+                  expect(unreadable, `${where}: not readable before any too-long message`).to.equal(true);
+                } else {
+                  const err = r.cancelled as Error;
+                  expect(err.name === 'TimeoutError' || err.message === 'aborted by the test', `${where}: ${String(err)}`).to.equal(true);
+                }
+              }
+              if (unreadable) {
+                const after = await within(outcome(peer.conn.recvBytes()), 10_000, 'a receive after the too-long message');
+                expect((after as { error: { code?: string } }).error?.code).to.equal('ERR_NOT_READABLE');
+                return;
+              }
+              // The frames no receive took are all still there, in order, then the end of the stream.
+              for (;;) {
+                const more = await within(outcome(peer.conn.recvBytes()), 10_000, 'the remaining frames');
+                if (!more.ok) {
+                  expect(more.error, describeOutcome(more)).to.be.instanceOf(EOFError);
+                  break;
+                }
+                expect(next, 'more messages than were sent').to.be.below(payloads.length);
+                expect((more.value as Buffer).equals(payloads[next]!), `frame ${next}, drained`).to.equal(true);
+                next++;
+              }
+              expect(next).to.equal(payloads.length);
+              await within(writing, 10_000, 'the writes');
+            } finally {
+              await peer.dispose();
+            }
+          },
+        ),
+        { numRuns: scaled(60) },
+      );
     });
   });
 
