@@ -386,6 +386,65 @@ describe('stress: faults', function () {
     });
   });
 
+  describe('close() while sends of every size are in flight to a slow reader', () => {
+    it('every frame sent before close() arrives whole and in order, then the end of the stream; every send settles', async () => {
+      const size = fc.oneof(fc.integer({ min: 0, max: 16 * 1024 }), fc.integer({ min: 16 * 1024, max: 300_000 }), fc.integer({ min: 1 * MiB, max: 4 * MiB }));
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ size, awaited: fc.boolean() }), { minLength: 1, maxLength: 30 }), fc.boolean(), fc.integer({ min: 0, max: 5 }), async (sends, tcp, readPause) => {
+          const peer = await rawPeer(undefined, tcp);
+          try {
+            // The raw side parses frames as they come, pausing now and then: a slow reader.
+            const received: Buffer[] = [];
+            let buffered = Buffer.alloc(0);
+            let chunks: Buffer[] = [];
+            let chunkBytes = 0;
+            const ended = new Promise<void>((resolve) => peer.raw.once('end', () => resolve()));
+            peer.raw.on('data', (chunk: Buffer) => {
+              chunks.push(chunk);
+              chunkBytes += chunk.length;
+              // Join only once the next frame is complete (joining on every chunk is quadratic).
+              const need = buffered.length >= 4 ? 4 + buffered.readInt32BE(0) : 4;
+              if (buffered.length + chunkBytes < need) return;
+              buffered = Buffer.concat([buffered, ...chunks]);
+              chunks = [];
+              chunkBytes = 0;
+              while (buffered.length >= 4 && buffered.length >= 4 + buffered.readInt32BE(0)) {
+                const n = buffered.readInt32BE(0);
+                received.push(buffered.subarray(4, 4 + n));
+                buffered = buffered.subarray(4 + n);
+              }
+              if (readPause > 0) {
+                peer.raw.pause();
+                setTimeout(() => peer.raw.resume(), readPause);
+              }
+            });
+            const payloads: Buffer[] = [];
+            const pending: Promise<Outcome>[] = [];
+            for (const [i, s] of sends.entries()) {
+              const payload = Buffer.alloc(s.size, i & 0xff);
+              if (s.size >= 4) payload.writeUInt32BE(i, 0);
+              payloads.push(payload);
+              const p = outcome(peer.conn.sendBytes(payload));
+              pending.push(p);
+              if (s.awaited) expect((await within(p, 20_000, `send ${i}`)).ok, `send ${i}`).to.equal(true);
+            }
+            await within(peer.conn.close(), 30_000, 'close()');
+            const late = await outcome(peer.conn.sendBytes(Buffer.from('late')));
+            expect((late as { error: { code?: string } }).error?.code).to.equal('ERR_CLOSED');
+            for (const [i, p] of pending.entries()) expect((await within(p, 5_000, `send ${i}`)).ok, `send ${i}`).to.equal(true);
+            await within(ended, 10_000, 'the end of the stream');
+            expect(buffered.length + chunkBytes, 'bytes after the last whole frame').to.equal(0);
+            expect(received.length).to.equal(payloads.length);
+            received.forEach((r, i) => expect(r.equals(payloads[i]!), `frame ${i} (${payloads[i]!.length} bytes)`).to.equal(true));
+          } finally {
+            await peer.dispose();
+          }
+        }),
+        { numRuns: scaled(25) },
+      );
+    });
+  });
+
   describe('a peer that half-closes', () => {
     for (const tcp of [false, true]) {
       const family = tcp ? 'TCP' : 'a Unix socket';
