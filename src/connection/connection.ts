@@ -119,7 +119,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   #paused = false;
   #receivers = new Queue<Receiver>();
   /** Why the stream can give no more messages once the inbox is empty (EOF, truncation, bad framing). */
-  #readEnd: MpconnError | null = null;
+  #readEnd: MpconnError | (() => MpconnError) | null = null;
   /** The end is reported once, then the connection is no longer readable (bad framing, too long). */
   #readEndOnce = false;
   readonly #ready = new Notifier(() => this.#holdProcess());
@@ -170,7 +170,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       this.#onEndOfStream(err);
     });
     stream.on('close', () => {
-      this.#writer.fail(peerGone());
+      this.#writer.fail(peerGone);
       this.#onEndOfStream(undefined);
     });
     this.#holdProcess();
@@ -355,11 +355,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    */
   close(): Promise<void> {
     if (this.#closing !== null) return this.#closing;
-    const err = closedError();
     this.#closing = this.#writer.end().then(() => {
       this.#stream.destroy();
     });
-    for (const r of this.#receivers.drain()) this.#settleError(r, err);
+    const waiting = this.#receivers.drain();
+    if (waiting.length > 0) {
+      const err = closedError();
+      for (const r of waiting) this.#settleError(r, err);
+    }
     this.#inbox.drain();
     this.#inboxCost = 0;
     // Keep reading (and dropping) while our frames flush: a peer that is
@@ -652,11 +655,12 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       if (cause !== undefined) truncated.cause = cause;
       this.#endReading(truncated);
     } else {
-      this.#endReading(new EOFError(undefined, cause === undefined ? undefined : { cause }));
+      // Made when a receive asks for it: most connections end without anyone waiting.
+      this.#endReading(() => new EOFError(undefined, cause === undefined ? undefined : { cause }));
     }
   }
 
-  #endReading(err: MpconnError): void {
+  #endReading(err: MpconnError | (() => MpconnError)): void {
     this.#readEnd = err;
     // Receivers wait only while the inbox is empty, so the end is theirs now.
     for (const r of this.#receivers.drain()) this.#settleError(r, this.#endError());
@@ -664,7 +668,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   }
 
   #endError(): MpconnError {
-    const err = this.#readEnd!;
+    const end = this.#readEnd!;
+    const err = typeof end === 'function' ? end() : end;
     if (this.#readEndOnce) {
       if (this.#unreadable) return notReadableError();
       this.#setUnreadable();

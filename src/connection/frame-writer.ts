@@ -32,31 +32,43 @@ export function writeHeader(into: Buffer, pos: number, length: number): number {
 export class FrameWriter {
   readonly #stream: Duplex;
   readonly #highWaterMark: number;
-  #batch = Buffer.allocUnsafe(BATCH_SIZE);
+  readonly #batch = Buffer.allocUnsafe(BATCH_SIZE);
   #batchLength = 0;
   #flushScheduled = false;
   /** Settles with the transport's error at the time it drained (null: the bytes reached the OS). */
   #drain: Promise<Error | null> | null = null;
   #resolveDrain: ((err: Error | null) => void) | null = null;
   #error: Error | null = null;
+  #lazyError: (() => Error) | null = null;
   #ended = false;
 
   constructor(stream: Duplex) {
     this.#stream = stream;
     this.#highWaterMark = Math.max(stream.writableHighWaterMark ?? 0, MIN_HIGH_WATER_MARK);
-    stream.on('drain', () => this.#drained(this.#error));
+    stream.on('drain', () => this.#drained(this.error));
   }
 
   /** The error that broke the transport, if any; later writes reject with it. */
   get error(): Error | null {
+    if (this.#error === null && this.#lazyError !== null) this.#error = this.#lazyError();
     return this.#error;
   }
 
-  /** Records a transport failure: pending and later writes reject with it. */
-  fail(err: Error): void {
-    this.#error ??= err;
+  get #failed(): boolean {
+    return this.#error !== null || this.#lazyError !== null;
+  }
+
+  /**
+   * Records a transport failure: pending and later writes reject with it. A
+   * function is called only if some write needs the error (most connections
+   * end without one, and an Error's stack trace is not free).
+   */
+  fail(err: Error | (() => Error)): void {
+    if (this.#failed) return;
+    if (typeof err === 'function') this.#lazyError = err;
+    else this.#error = err;
     this.#batchLength = 0;
-    this.#drained(this.#error);
+    if (this.#resolveDrain !== null) this.#drained(this.error);
   }
 
   /**
@@ -65,7 +77,7 @@ export class FrameWriter {
    * when the OS has it, so the caller may reuse its buffer as soon as this resolves.
    */
   write(payload: Uint8Array): Promise<void> {
-    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#failed) return Promise.reject(this.error);
     const length = payload.byteLength;
     const yieldTurn = spendTurn(length + 4);
     if (length <= COALESCE_LIMIT) {
@@ -92,7 +104,7 @@ export class FrameWriter {
       stream.cork();
       stream.write(header.subarray(0, headerLength));
       stream.write(payload, (err) => {
-        if (err) reject(this.#error ?? err);
+        if (err) reject(this.error ?? err);
         else if (yieldTurn !== undefined) yieldTurn.then(resolve);
         else resolve();
       });
@@ -102,10 +114,13 @@ export class FrameWriter {
 
   /** Hands the batch of small frames to the transport now. */
   flush(): void {
-    if (this.#batchLength === 0 || this.#error !== null) return;
-    const out = this.#batch.subarray(0, this.#batchLength);
-    // The transport keeps a reference to `out`: the next frames go into a fresh batch.
-    this.#batch = Buffer.allocUnsafe(BATCH_SIZE);
+    if (this.#batchLength === 0 || this.#failed) return;
+    // The transport keeps a reference to what it is given, so it gets a copy of
+    // just the bytes used (small ones come from Node's buffer pool) and the
+    // batch buffer is reused: handing over the whole 64 KiB batch and
+    // allocating a new one cost a fresh allocation per lone message.
+    const out = Buffer.allocUnsafe(this.#batchLength);
+    this.#batch.copy(out, 0, 0, this.#batchLength);
     this.#batchLength = 0;
     this.#stream.write(out);
   }
@@ -116,12 +131,12 @@ export class FrameWriter {
     this.#ended = true;
     this.flush();
     const stream = this.#stream;
-    if (stream.writableFinished || stream.destroyed || this.#error !== null) return resolved;
+    if (stream.writableFinished || stream.destroyed || this.#failed) return resolved;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         // A stream that is ending never emits 'drain': 'finish' means every
         // queued byte reached the OS, so sends waiting for drain are done.
-        this.#drained(this.#error);
+        this.#drained(this.error);
         stream.off('finish', done);
         stream.off('close', done);
         stream.off('error', done);

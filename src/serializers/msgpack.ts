@@ -107,11 +107,12 @@ function createDecoder(): Decoder {
 
 /** The default serializer. Encoder and decoder are created once and reused. */
 export function msgpackSerializer(): Serializer {
-  const encoder = createEncoder();
-  const decoder = createDecoder();
+  // Made on first use: a connection that only moves bytes (or only authenticates) never pays for them.
+  let encoder: Encoder | undefined;
+  let decoder: Decoder | undefined;
   return {
     // encode() copies out of the encoder's reused buffer, so the bytes are ours to keep.
-    encode: (value) => encoder.encode(value),
-    decode: (bytes) => decoder.decode(bytes),
+    encode: (value) => (encoder ??= createEncoder()).encode(value),
+    decode: (bytes) => (decoder ??= createDecoder()).decode(bytes),
   };
 }
