@@ -9,7 +9,8 @@ const INT64_MIN = -(1n << 63n);
 const SMALL_ARRAY = 16;
 
 // The parts of @msgpack/msgpack 3.x we extend (TypeScript-private, so the
-// extension is made on each instance); test/serializers.test.ts covers them.
+// extension is made on each instance); test/connection.test.ts (serializers) and
+// test/stress/hostile.test.ts (decode bombs) cover them.
 interface EncoderInternals {
   encodeObject(object: unknown, depth: number): void;
   encodeNumber(n: number): void;
