@@ -10,10 +10,19 @@ function subscribers(object: Connection | Listener): number {
   return (object as unknown as HasReadiness)[readiness]().subscribers();
 }
 
-/** A process that lives until it is killed. */
+const sleepers = new Set<ChildProcess>();
+
+/** A process that lives until it is killed (at the latest after each test, pass or fail). */
 function sleeper(): ChildProcess {
-  return spawnChild(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  const child = spawnChild(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  sleepers.add(child);
+  return child;
 }
+
+afterEach(() => {
+  for (const child of sleepers) child.kill('SIGKILL');
+  sleepers.clear();
+});
 
 async function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
