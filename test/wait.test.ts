@@ -19,16 +19,15 @@ function sleeper(): ChildProcess {
   return child;
 }
 
-afterEach(() => {
-  for (const child of sleepers) child.kill('SIGKILL');
-  sleepers.clear();
-});
-
 async function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
 }
 
 describe('wait()', () => {
+  afterEach(() => {
+    for (const child of sleepers) child.kill('SIGKILL');
+    sleepers.clear();
+  });
   let pairs: [Connection, Connection][] = [];
   const pipe = async (): Promise<[Connection, Connection]> => {
     const pair = await Pipe();
