@@ -1,7 +1,7 @@
 import { armCancel } from '../cancel.js';
 import type { Connection } from '../connection/index.js';
 import { AuthenticationError, ProtocolError } from '../errors.js';
-import { answerChallenge, deliverChallenge } from './challenge.js';
+import { answerChallenge, answerThenDeliver, deliverChallenge } from './challenge.js';
 
 /**
  * The handshake a Listener runs on each new connection: deliver, then answer
@@ -42,8 +42,7 @@ export async function authenticateToListener(
   try {
     await bounded(conn, timeout, signal, async () => {
       challenged = await conn.poll(Infinity);
-      await answerChallenge(conn, authkey);
-      await deliverChallenge(conn, authkey);
+      await answerThenDeliver(conn, authkey);
     });
   } catch (err) {
     await conn.close();
