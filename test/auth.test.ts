@@ -594,6 +594,25 @@ describe('authentication', function () {
       return err;
     }
 
+    it('sends its own challenge together with its reply, before the verdict (one round trip fewer)', async () => {
+      let challengeBeforeVerdict: Buffer | null = null;
+      server = await rawServer(async (peer) => {
+        const challenge = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+        peer.sendFrame(Buffer.concat([CHALLENGE, challenge]));
+        const reply = (await peer.readFrame())!;
+        // No #WELCOME# yet: the Client's challenge must already be on its way.
+        challengeBeforeVerdict = await peer.readChallenge();
+        peer.sendFrame(reply.equals(modernReply(KEY, challenge)) ? WELCOME : FAILURE);
+        peer.sendFrame(modernReply(KEY, challengeBeforeVerdict));
+        await peer.readFrame(); // our verdict
+        peer.sendFrame('pipelined ok');
+      });
+      const conn = await Client(server.address, { authkey: KEY, timeout: 5000 });
+      expect((await conn.recvBytes()).toString()).to.equal('pipelined ok');
+      expect(challengeBeforeVerdict!.subarray(0, 8).toString()).to.equal('{sha256}');
+      await conn.close();
+    });
+
     it('replies to a 20-byte (Python <= 3.11) challenge with the raw HMAC-MD5, and accepts a legacy reply', async () => {
       const seen: Buffer[] = [];
       server = await rawServer(async (peer) => {
