@@ -649,7 +649,8 @@ async function main(): Promise<void> {
     notes.push(`CPython 3.12 not found ${where}: CPython columns skipped.`);
   }
   if (load0[0]! > machine.cores * 0.5) {
-    notes.push(`The machine was busy when the run started (load average ${load0[0]!.toFixed(1)} on ${machine.cores} cores): absolute figures are noisy; ratios compare systems measured side by side, but noise still widens them.`);
+    // Only a hint at the start (the 1-minute average lags); what counts is the CPU share measured per row below.
+    log(`note: load average ${load0[0]!.toFixed(1)} on ${machine.cores} cores at the start: other processes may disturb the figures (the table will say)\n`);
   }
   for (const n of notes) log(`note: ${n}\n`);
   log(`mpconn bench (${quick ? 'quick' : 'full'}, ${runs} runs per figure): ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, CPython ${machine.python ?? 'absent'}\n`);
@@ -679,6 +680,9 @@ async function main(): Promise<void> {
   const busyRows = results.flatMap((r) =>
     r.rows.filter((row) => row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG).map((row) => `${r.id} ${row.label} ${pct(row.otherShare!)}`),
   );
+  if (otherShare !== null && otherShare > OTHER_LOAD_FLAG) {
+    notes.push(`Other processes used ${pct(otherShare)} of the CPU during the run: absolute figures are noisy; ratios compare systems measured side by side, but noise widens them too.`);
+  }
   if (busyRows.length > 0) {
     notes.push(`Other processes took more than ${pct(OTHER_LOAD_FLAG)} of the CPU while these were measured (marked * above): ${busyRows.join(', ')}. Rerun them before trusting them.`);
   }
