@@ -313,6 +313,23 @@ describe('Connection', () => {
   });
 
   describe('recvBytesInto', () => {
+    it('made after a frame\'s header was read, still gets the payload written straight into its buffer', async () => {
+      const p = await peer();
+      const message = patterned(40 * KiB, 11);
+      const half = 20 * KiB;
+      // One write: a small message, then the big one's header and first half.
+      await writeRaw(p.raw, Buffer.concat([frame(Buffer.from('first')), header(message.length), message.subarray(0, half)]));
+      expect(String(await p.conn.recvBytes())).to.equal('first');
+      const target = Buffer.alloc(message.length);
+      const received = p.conn.recvBytesInto(target);
+      // What had arrived is in the caller's buffer while the receive still waits for the rest.
+      await until(() => target.subarray(0, half).equals(message.subarray(0, half)), 5000, 'first half in the buffer');
+      expect(await stillPending(received, 20)).to.equal(true);
+      await writeRaw(p.raw, message.subarray(half));
+      expect(await received).to.equal(message.length);
+      expect(target.equals(message)).to.equal(true);
+    });
+
     it('writes the message into the view from its start and resolves with the byte count', async () => {
       const [a, b] = await pipe();
       await a.sendBytes(new Int32Array([42, 1729]));

@@ -523,13 +523,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     this.#checkFront();
   }
 
-  /** The receive now first in line may be too small for the frame already under way. */
+  /** The receive now first in line may be too small for the frame already under way, or have room to take it directly. */
   #checkFront(): void {
     const r = this.#receivers.peek();
     const length = this.#decoder.currentFrameLength;
-    if (r !== undefined && length >= 0 && length > r.maxlength) {
+    if (r === undefined || length < 0) return;
+    if (length > r.maxlength) {
       this.#receivers.shift();
       this.#rejectTooLong(r, length);
+    } else if (r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
+      // Streaming: the header was read before this receive was made; the payload still goes straight into its buffer.
+      r.filling = this.#decoder.attachTarget(r.view!.subarray(r.offset, r.offset + length));
     }
   }
 

@@ -86,6 +86,29 @@ export class FrameDecoder {
    * The view returned by `header()` can no longer be written (its receive was
    * aborted): keep what arrived in it in memory of our own and go on.
    */
+  /**
+   * A receiver with room for the frame under way arrived after its header:
+   * what has arrived is copied into `view` (exactly the frame's length) and the
+   * rest is written straight there, instead of being gathered and copied again
+   * at the end. Returns false when no frame is under way or it has a view already.
+   */
+  attachTarget(view: Uint8Array): boolean {
+    if (this.#state !== State.Payload || this.#direct || view.byteLength !== this.#length) return false;
+    if (this.#target !== null) {
+      view.set(this.#target.subarray(0, this.#got));
+    } else {
+      let at = 0;
+      for (const piece of this.#pieces) {
+        view.set(piece, at);
+        at += piece.length;
+      }
+    }
+    this.#target = view;
+    this.#direct = true;
+    this.#pieces = [];
+    return true;
+  }
+
   detachTarget(): void {
     if (!this.#direct || this.#target === null) return;
     const arrived = Buffer.from(this.#target.subarray(0, this.#got));
