@@ -162,7 +162,9 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       maxMessageSize,
     );
     stream.on('data', (chunk: Buffer | string) => {
-      if (this.#closing === null) this.#decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      if (this.#closing !== null) return;
+      this.#writer.expectReply();
+      this.#decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     });
     stream.on('end', () => this.#onEndOfStream(undefined));
     stream.on('error', (err: Error) => {

@@ -35,6 +35,7 @@ export class FrameWriter {
   readonly #batch = Buffer.allocUnsafe(BATCH_SIZE);
   #batchLength = 0;
   #flushScheduled = false;
+  #replyPending = false;
   /** Settles with the transport's error at the time it drained (null: the bytes reached the OS). */
   #drain: Promise<Error | null> | null = null;
   #resolveDrain: ((err: Error | null) => void) | null = null;
@@ -81,6 +82,15 @@ export class FrameWriter {
     const length = payload.byteLength;
     const yieldTurn = spendTurn(length + 4);
     if (length <= COALESCE_LIMIT) {
+      if (this.#replyPending && this.#batchLength === 0 && this.#stream.writableLength === 0) {
+        // A reply to what just arrived, with nothing queued: write it now rather than at the end of the tick.
+        this.#replyPending = false;
+        const frame = Buffer.allocUnsafe(4 + length);
+        frame.writeInt32BE(length, 0);
+        frame.set(payload, 4);
+        this.#stream.write(frame);
+        return yieldTurn ?? resolved;
+      }
       if (this.#batchLength + 4 + length > this.#batch.length) this.flush();
       const batch = this.#batch;
       batch.writeInt32BE(length, this.#batchLength);
@@ -110,6 +120,15 @@ export class FrameWriter {
       });
       stream.uncork();
     });
+  }
+
+  /**
+   * Data arrived: the first small frame written before the next batch flush is
+   * probably a reply, and goes out at once instead of waiting for the end of
+   * the tick (later frames of the same tick are batched as usual).
+   */
+  expectReply(): void {
+    this.#replyPending = true;
   }
 
   /** Hands the batch of small frames to the transport now. */
