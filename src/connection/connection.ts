@@ -10,7 +10,7 @@ import {
   ProtocolError,
 } from '../errors.js';
 import { Notifier, readiness, type Readiness } from '../readiness.js';
-import { resolveSerializer, type Serializer, type SerializerOption } from '../serializers/index.js';
+import { resolveSerializer, type ResolvedSerializer, type SerializerOption } from '../serializers/index.js';
 import { abortSignal, byteCount, bytesOf, options as optionsOf, sliceForSend, timeoutMs } from '../validate.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { FrameWriter } from './frame-writer.js';
@@ -106,7 +106,7 @@ const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
  */
 export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   readonly #stream: Duplex;
-  readonly #serializer: Serializer;
+  readonly #serializer: ResolvedSerializer;
   readonly #decoder: FrameDecoder;
   readonly #writer: FrameWriter;
   readonly #canRead: boolean;
@@ -210,7 +210,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#writer.write(bytes);
+    return this.#writer.write(bytes, this.#serializer.sharedOutput);
   }
 
   /**

@@ -76,8 +76,10 @@ export class FrameWriter {
    * Queues one frame. Resolves once it is handed to the OS or queued below the
    * high-water mark; a payload written by reference (not copied) resolves only
    * when the OS has it, so the caller may reuse its buffer as soon as this resolves.
+   * `transient`: the payload is valid only until the caller's next move, so it
+   * is copied if it is not written (or batched) at once.
    */
-  write(payload: Uint8Array): Promise<void> {
+  write(payload: Uint8Array, transient = false): Promise<void> {
     if (this.#failed) return Promise.reject(this.error);
     const length = payload.byteLength;
     const yieldTurn = spendTurn(length + 4);
@@ -106,6 +108,8 @@ export class FrameWriter {
       return yieldTurn ?? resolved;
     }
     this.flush();
+    // Written by reference below: bytes that are only lent to us (a serializer's reused buffer) are copied first.
+    if (transient) payload = payload.slice();
     const header = Buffer.allocUnsafe(12);
     const headerLength = writeHeader(header, 0, length);
     return new Promise<void>((resolve, reject) => {

@@ -8,26 +8,33 @@ export type { Serializer, SerializerOption } from './types.js';
 export { PyComplex, PyGlobal, PyObject, Tuple, dumps as pickleDumps, loads as pickleLoads } from './pickle/index.js';
 export type { PyObjectKind, PyObjectOptions } from './pickle/index.js';
 
+/** A serializer as a connection holds it. */
+export interface ResolvedSerializer extends Serializer {
+  /** `encode()` returns bytes that stay valid only until its next call. */
+  readonly sharedOutput: boolean;
+}
+
 /**
  * The serializer a connection uses. Built-in ones get a fresh instance per
  * connection (their encoder and decoder buffers are reused across messages);
  * their decoding failures become `ProtocolError` `ERR_DECODE` (or
  * `UnpicklingError`) carrying the raw payload, so nothing is lost.
  */
-export function resolveSerializer(option: SerializerOption | undefined): Serializer {
+export function resolveSerializer(option: SerializerOption | undefined): ResolvedSerializer {
   switch (option ?? 'msgpack') {
     case 'msgpack':
-      return guardDecode(msgpackSerializer(), 'msgpack');
+      // Its encoder's reused buffer is handed out as is (no copy per message): the connection copies it when it must.
+      return { ...guardDecode(msgpackSerializer(), 'msgpack'), sharedOutput: true };
     case 'json':
-      return guardDecode(jsonSerializer(), 'JSON');
+      return { ...guardDecode(jsonSerializer(), 'JSON'), sharedOutput: false };
     case 'pickle':
-      return guardPickle(pickleSerializer());
+      return { ...guardPickle(pickleSerializer()), sharedOutput: false };
     default:
       if (
         typeof option === 'object' && option !== null &&
         typeof option.encode === 'function' && typeof option.decode === 'function'
       ) {
-        return option;
+        return { encode: (value) => option.encode(value), decode: (bytes) => option.decode(bytes), sharedOutput: false };
       }
       throw new TypeError(
         `serializer must be 'msgpack', 'json', 'pickle' or an object with encode() and decode(); got ${describe(option)}`,

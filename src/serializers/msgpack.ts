@@ -112,8 +112,8 @@ export function msgpackSerializer(): Serializer {
   let encoder: Encoder | undefined;
   let decoder: Decoder | undefined;
   return {
-    // encode() copies out of the encoder's reused buffer, so the bytes are ours to keep.
-    encode: (value) => (encoder ??= createEncoder()).encode(value),
+    // A view of the encoder's reused buffer, valid until the next call (resolveSerializer says so).
+    encode: (value) => (encoder ??= createEncoder()).encodeSharedRef(value),
     decode: (bytes) => (decoder ??= createDecoder()).decode(bytes),
   };
 }
