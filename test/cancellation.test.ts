@@ -114,6 +114,37 @@ describe('cancellation', () => {
     });
   });
 
+  describe('recvBytesInto filling directly, with another receive queued behind it', () => {
+    it('cancelling the one behind, then the filling one, leaves the whole message to the next receive', async () => {
+      const peer = await rawPeer();
+      try {
+        const message = patterned(1_300_000, 3);
+        const half = 650_000;
+        const target = Buffer.alloc(2 << 20);
+        const fill = new AbortController();
+        const behind = new AbortController();
+        const filling = rejection(peer.conn.recvBytesInto(target, 0, { signal: fill.signal }));
+        const queued = rejection(peer.conn.recvBytes(undefined, { signal: behind.signal }));
+        await writeRaw(peer.raw, Buffer.concat([header(message.length), message.subarray(0, half)]));
+        while (!target.subarray(half - 16, half).equals(message.subarray(half - 16, half))) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        behind.abort(new Error('behind gives up'));
+        expect(await queued).to.have.property('message', 'behind gives up');
+        fill.abort(new Error('filler gives up'));
+        expect(await filling).to.have.property('message', 'filler gives up');
+        const next = peer.conn.recvBytes();
+        await writeRaw(peer.raw, message.subarray(half));
+        const whole = await next;
+        expect(Buffer.isBuffer(whole)).to.equal(true);
+        expect(whole.equals(message)).to.equal(true);
+        expect(target.subarray(half).every((byte) => byte === 0)).to.equal(true);
+      } finally {
+        await peer.dispose();
+      }
+    });
+  });
+
   describe('accept({ signal, timeout })', () => {
     it('an aborted accept loses no connection: the next accept gets it', async () => {
       const listener = await Listener.listen(['127.0.0.1', 0]);

@@ -533,7 +533,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (length > r.maxlength) {
       this.#receivers.shift();
       this.#rejectTooLong(r, length);
-    } else if (r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
+    } else if (!r.filling && r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
       // Streaming: the header was read before this receive was made; the payload still goes straight into its buffer.
       r.filling = this.#decoder.attachTarget(r.view!.subarray(r.offset, r.offset + length));
     }
@@ -556,6 +556,12 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   #onFrame(payload: Buffer, direct: boolean): void {
     const r = this.#receivers.shift();
+    if (direct && r?.filling !== true) {
+      // Written into a buffer whose receive is gone (it detaches first, so this
+      // should not happen): never hand one caller's memory to anyone else.
+      payload = Buffer.from(payload);
+      direct = false;
+    }
     if (r !== undefined) {
       this.#deliver(r, payload, direct);
       if (this.#receivers.length > 0) this.#checkFront();
