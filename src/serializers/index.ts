@@ -42,34 +42,37 @@ export function resolveSerializer(option: SerializerOption | undefined): Resolve
   }
 }
 
-function guardDecode(serializer: Serializer, name: string): Serializer {
+/** `serializer` with its decoding failures turned into `toError(cause, bytes)`. */
+function withDecodeErrors(serializer: Serializer, toError: (cause: unknown, bytes: Uint8Array) => Error): Serializer {
   return {
     encode: serializer.encode,
     decode(bytes) {
       try {
         return serializer.decode(bytes);
       } catch (cause) {
-        throw new ProtocolError('ERR_DECODE', `message is not valid ${name}: ${(cause as Error).message}`, {
-          cause,
-          data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-        });
+        throw toError(cause, bytes);
       }
     },
   };
 }
 
+function guardDecode(serializer: Serializer, name: string): Serializer {
+  return withDecodeErrors(
+    serializer,
+    (cause, bytes) =>
+      new ProtocolError('ERR_DECODE', `message is not valid ${name}: ${(cause as Error).message}`, {
+        cause,
+        data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      }),
+  );
+}
+
 function guardPickle(serializer: Serializer): Serializer {
-  return {
-    encode: serializer.encode,
-    decode(bytes) {
-      try {
-        return serializer.decode(bytes);
-      } catch (cause) {
-        if (cause instanceof UnpicklingError) throw cause;
-        throw new UnpicklingError(`message is not a valid pickle: ${(cause as Error).message}`, { cause });
-      }
-    },
-  };
+  return withDecodeErrors(serializer, (cause) =>
+    cause instanceof UnpicklingError
+      ? cause
+      : new UnpicklingError(`message is not a valid pickle: ${(cause as Error).message}`, { cause }),
+  );
 }
 
 function describe(value: unknown): string {
