@@ -3,10 +3,10 @@
  * interpreter, plus `python3` on PATH. When none is found, the interop suites
  * register a pending test that says so (never a silent pass).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { childLines, type ChildLines } from './child-lines.js';
 
 export interface Python {
   /** e.g. '3.12.1' */
@@ -87,14 +87,7 @@ export function forEachPython(
   for (const py of chosen) body(py);
 }
 
-export interface PythonProcess {
-  process: ChildProcess;
-  /** The next line the script prints on stdout. */
-  line(): Promise<string>;
-  /** Resolves when it exits, with everything it printed. */
-  exit(): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
-  kill(): void;
-}
+export type PythonProcess = ChildLines;
 
 /** Runs `code` under `py`; `args` become `sys.argv[1:]`. */
 export function runPython(py: Python, code: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): PythonProcess {
@@ -102,47 +95,5 @@ export function runPython(py: Python, code: string, args: string[] = [], env: No
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  let stdout = '';
-  let stderr = '';
-  const pending: string[] = [];
-  const waiters: ((line: string) => void)[] = [];
-  const lineWaiterErrors: ((err: Error) => void)[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  rl.on('line', (l) => {
-    stdout += l + '\n';
-    const w = waiters.shift();
-    lineWaiterErrors.shift();
-    if (w) w(l);
-    else pending.push(l);
-  });
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      child.on('close', (code, signal) => {
-        for (const fail of lineWaiterErrors.splice(0)) {
-          fail(new Error(`python ${py.version} exited (${code ?? signal}) before printing a line; stderr:\n${stderr}`));
-        }
-        waiters.length = 0;
-        resolve({ code, signal, stdout, stderr });
-      });
-    },
-  );
-  return {
-    process: child,
-    line: () => {
-      const l = pending.shift();
-      if (l !== undefined) return Promise.resolve(l);
-      if (child.exitCode !== null || child.signalCode !== null) {
-        return Promise.reject(new Error(`python ${py.version} has exited; stderr:\n${stderr}`));
-      }
-      return new Promise<string>((resolve, reject) => {
-        waiters.push(resolve);
-        lineWaiterErrors.push(reject);
-      });
-    },
-    exit: () => exited,
-    kill: () => {
-      child.kill('SIGKILL');
-    },
-  };
+  return childLines(child, `python ${py.version}`);
 }

@@ -6,12 +6,11 @@
  * `STRESS_SCALE` (default 1, what `npm test` runs) multiplies the work each
  * test does; `npm run stress -- --scale 10` sets it for longer runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
+import { childLines, type ChildLines } from '../helpers/child-lines.js';
 
 function readScale(): number {
   const raw = process.env.STRESS_SCALE;
@@ -55,56 +54,22 @@ export function fixture(name: string): string {
   return fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
 }
 
-export interface Child {
-  process: ChildProcess;
-  /** The next line the child prints on stdout. */
-  line(): Promise<string>;
+export interface Child extends ChildLines {
   /** The next line, parsed as JSON. */
   json<T = any>(): Promise<T>;
   /** Writes `text` on the child's stdin. */
   write(text: string): void;
-  exit(): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-  /** Sends `signal` (default SIGKILL) if it is still running. */
-  kill(signal?: NodeJS.Signals): void;
 }
 
 /** Runs `node dist/test/fixtures/<name>.js ...args`; stdout is read line by line. */
 export function runFixture(name: string, args: string[] = [], nodeArgs: string[] = []): Child {
   const child = spawn(process.execPath, [...nodeArgs, fixture(name), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin!.on('error', () => {}); // the child may be gone (killed) before it reads
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (stderr.length > 64 * 1024) stderr = stderr.slice(-32 * 1024);
-  });
-  const lines: string[] = [];
-  const waiters: { resolve: (l: string) => void; reject: (e: Error) => void }[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
-    const w = waiters.shift();
-    if (w) w.resolve(l);
-    else lines.push(l);
-  });
-  const exited = once(child, 'close').then(([code, signal]) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`${name} exited (${code ?? signal}) before printing a line; stderr:\n${stderr}`));
-    return { code: code as number | null, signal: signal as NodeJS.Signals | null, stderr };
-  });
-  const line = (): Promise<string> => {
-    const l = lines.shift();
-    if (l !== undefined) return Promise.resolve(l);
-    if (child.exitCode !== null || child.signalCode !== null) {
-      return Promise.reject(new Error(`${name} has exited (${child.exitCode ?? child.signalCode}); stderr:\n${stderr}`));
-    }
-    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
-  };
+  const lines = childLines(child, name);
   return {
-    process: child,
-    line,
-    json: async () => JSON.parse(await line()),
+    ...lines,
+    json: async () => JSON.parse(await lines.line()),
     write: (text) => void child.stdin!.write(text),
-    exit: () => exited,
-    kill: (signal = 'SIGKILL') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    },
   };
 }
 
