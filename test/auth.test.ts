@@ -15,6 +15,7 @@ import {
   ProtocolError,
 } from 'mpconn';
 import { CHALLENGE, FAILURE, frame, hmac, modernReply, RawPeer, rawServer, WELCOME } from './helpers/auth-raw.js';
+import { rejectionOf as rejection } from './helpers/wire.js';
 
 const KEY = 'a shared secret';
 const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
@@ -51,15 +52,6 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
   });
   return Promise.race([promise, net]).finally(() => clearTimeout(timer));
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
 }
 
 /** The next `'handshakeError'` of `listener`: `[err, peer]`. */

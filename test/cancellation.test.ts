@@ -3,14 +3,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import { Client, type Connection, Listener, Pipe } from 'mpconn';
 import { NO_PYTHON, pythons, runPython } from './helpers/python.js';
-import { header, patterned, rawPeer, writeRaw } from './helpers/wire.js';
-
-const rejection = (p: Promise<unknown>): Promise<unknown> => p.then(
-  (value) => {
-    throw new Error(`expected a rejection, got ${String(value)}`);
-  },
-  (err: unknown) => err,
-);
+import { header, patterned, rawPeer, rejectionOf as rejection, writeRaw } from './helpers/wire.js';
 
 describe('cancellation', () => {
   let pair: [Connection, Connection];

@@ -16,21 +16,13 @@ import {
 } from 'mpconn';
 import { hex, startAgent, text, type AgentEvent, type PythonAgent } from './helpers/auth-python.js';
 import { forEachPython } from './helpers/python.js';
+import { rejectionOf as rejection } from './helpers/wire.js';
 
 const KEY = 'interop secret ✓';
 const KEY_HEX = hex(KEY);
 const OTHER_HEX = hex('some other secret');
 const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
 const LOCALHOST: [string, number] = ['127.0.0.1', 0];
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection, but it resolved');
-}
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { type Address, AuthenticationError, Client, type Connection, Listener } from 'mpconn';
+import { rejectionOf as rejection } from './helpers/wire.js';
 
 interface Certificate {
   key: Buffer;
@@ -62,15 +63,6 @@ async function recordingProxy(target: Address): Promise<{ port: number; wire: ()
       server.close();
     },
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mpconn-tls-test-'));
