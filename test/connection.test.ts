@@ -61,6 +61,23 @@ function expectProtocol(err: unknown, code: string): void {
 }
 
 /** Resolves once the peer's end of stream reached `socket` (every chunk before it has been handled). */
+/** Counts event-loop turns (setImmediate callbacks) until `stop()`, which returns the count. */
+function countLoopTurns(): { stop(): number } {
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    turns++;
+    if (running) setImmediate(spin);
+  };
+  setImmediate(spin);
+  return {
+    stop: () => {
+      running = false;
+      return turns;
+    },
+  };
+}
+
 function ended(socket: NodeJS.EventEmitter): Promise<unknown> {
   return once(socket, 'end');
 }
@@ -747,19 +764,10 @@ describe('Connection', () => {
 
     it('a loop of awaited sends lets the event loop run (other timers are not starved)', async () => {
       const [a, b] = await pipe();
-      let turns = 0;
-      let running = true;
-      const spin = (): void => {
-        turns++;
-        if (running) setImmediate(spin);
-      };
-      setImmediate(spin);
-      const turnsBefore = turns;
+      const loopTurns = countLoopTurns();
       const one = Buffer.from('x');
       for (let i = 0; i < 20_000; i++) await a.sendBytes(one);
-      const turnsDuring = turns - turnsBefore;
-      running = false;
-      expect(turnsDuring).to.be.greaterThan(0);
+      expect(loopTurns.stop()).to.be.greaterThan(0);
       for (let i = 0; i < 20_000; i++) await b.recvBytes();
     });
 
@@ -771,16 +779,9 @@ describe('Connection', () => {
       await writeRaw(p.raw, wire);
       await endRaw(p.raw);
       await end; // every frame is in the connection's inbox now
-      let turns = 0;
-      let running = true;
-      const spin = (): void => {
-        turns++;
-        if (running) setImmediate(spin);
-      };
-      setImmediate(spin);
+      const loopTurns = countLoopTurns();
       for (let i = 0; i < n; i++) await p.conn.recvBytes();
-      running = false;
-      expect(turns).to.be.greaterThan(0);
+      expect(loopTurns.stop()).to.be.greaterThan(0);
       expect(await rejectionOf(p.conn.recvBytes())).to.be.instanceOf(EOFError);
     });
 
