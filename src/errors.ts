@@ -10,9 +10,12 @@
  * | `BufferTooShort`       | `ERR_BUFFER_TOO_SHORT`                                       |
  * | `ConnectionStateError` | `ERR_CLOSED`, `ERR_NOT_READABLE`, `ERR_READ_ONLY`, `ERR_WRITE_ONLY` |
  * | `UnpicklingError`      | `ERR_UNPICKLING`                                             |
+ * | `RemoteError`          | `ERR_REMOTE`                                                 |
  *
  * @module
  */
+
+import type { PyObject } from './serializers/pickle/types.js';
 
 /**
  * Base class of every error mpconn raises itself.
@@ -186,6 +189,56 @@ export class UnpicklingError extends MpconnError {
   constructor(message: string, options?: ErrorOptions & { offset?: number }) {
     super('ERR_UNPICKLING', message, options);
     if (options?.offset !== undefined) this.offset = options.offset;
+  }
+}
+
+/**
+ * How a manager server reported a failed call (`'#ERROR'`: the method raised
+ * `exception`; `'#TRACEBACK'`: anything else failed, with the server's text;
+ * `'#UNSERIALIZABLE'`: the result could not be pickled).
+ *
+ * @example
+ * ```ts
+ * const kind: RemoteErrorKind = '#ERROR';
+ * ```
+ */
+export type RemoteErrorKind = '#ERROR' | '#TRACEBACK' | '#UNSERIALIZABLE';
+
+/**
+ * A manager call failed on the server: Python's `RemoteError`, or the
+ * exception the method raised (`kind` `'#ERROR'`), kept inert in `.exception`
+ * with its class name in `.pyType` (`'_queue.Empty'`, `'builtins.KeyError'`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await q.get(kwargs({ timeout: 0.1 }));
+ * } catch (err) {
+ *   if (err instanceof RemoteError && err.pyType?.endsWith('.Empty')) console.log('queue is empty');
+ * }
+ * ```
+ */
+export class RemoteError extends MpconnError {
+  declare readonly code: 'ERR_REMOTE';
+  /** Which reply the server sent. */
+  readonly kind: RemoteErrorKind;
+  /** For `'#ERROR'`: the exception as pickled (an inert `PyObject`), else `null`. */
+  readonly exception: PyObject | null;
+  /** The exception's class as pickled, `'module.name'` (`'builtins.KeyError'`), or `null`. */
+  readonly pyType: string | null;
+  /** For `'#TRACEBACK'` and `'#UNSERIALIZABLE'`: the server's text, else `null`. */
+  readonly traceback: string | null;
+
+  constructor(
+    kind: RemoteErrorKind,
+    message: string,
+    details: { exception?: PyObject | null; pyType?: string | null; traceback?: string | null } = {},
+  ) {
+    super('ERR_REMOTE', message);
+    this.kind = kind;
+    this.exception = details.exception ?? null;
+    this.pyType = details.pyType ?? null;
+    this.traceback = details.traceback ?? null;
   }
 }
 

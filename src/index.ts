@@ -86,3 +86,7 @@ export { wait } from './wait/index.js';
 export type { Waitable } from './wait/index.js';
 export { parentConnection, spawn } from './process/index.js';
 export type { SpawnOptions } from './process/index.js';
+export { RemoteError } from './errors.js';
+export type { RemoteErrorKind } from './errors.js';
+export { Kwargs, kwargs, Token, currentCall } from './managers/index.js';
+export type { CallContext } from './managers/index.js';

@@ -9,7 +9,7 @@ import { PyComplex, PyGlobal, PyObject } from './types.js';
  * CPython's `Unpickler`, except that it never imports or calls anything:
  * globals become `PyGlobal`s and calls become `PyObject` records, apart from
  * the few builtins plain data needs (set, frozenset, bytes, bytearray,
- * complex, OrderedDict), which are rebuilt from their arguments.
+ * complex, OrderedDict, list), which are rebuilt from their arguments.
  *
  * Bounded for any input: nothing is allocated from a length field before the
  * bytes it announces are known to be there, the decoder never recurses, and
@@ -123,7 +123,22 @@ function rebuildOrderedDict(args: unknown[], decoder: PickleDecoder): unknown {
   return dict;
 }
 
+/**
+ * `list(items)`: CPython's managers pickle `dict.keys()`, `values()` and
+ * `items()` results this way (managers.py registers `rebuild_as_list`).
+ */
+function rebuildList(args: unknown[], decoder: PickleDecoder): unknown {
+  if (args.length === 0) return [];
+  const [items] = args;
+  if (args.length !== 1 || !Array.isArray(items)) return NOT_REBUILT;
+  decoder.spend(items.length);
+  const list = items.slice();
+  decoder.noteItems(list);
+  return list;
+}
+
 const REBUILDS: ReadonlyMap<string, Rebuild> = new Map<string, Rebuild>([
+  ['builtins.list', rebuildList],
   ['builtins.set', rebuildSet],
   ['builtins.frozenset', rebuildSet],
   ['builtins.bytes', rebuildBytes],
