@@ -32,8 +32,15 @@ export function writeHeader(into: Buffer, pos: number, length: number): number {
 export class FrameWriter {
   readonly #stream: Duplex;
   readonly #highWaterMark: number;
-  readonly #batch = Buffer.allocUnsafe(BATCH_SIZE);
-  #batchLength = 0;
+  /**
+   * Small frames are copied here; `[#batchStart, #batchEnd)` is not yet
+   * written. A flush hands the transport a view of that range (it keeps the
+   * reference) and later frames go after it, so each byte is copied once and a
+   * new batch buffer is needed only when this one is full.
+   */
+  #batch = Buffer.allocUnsafe(BATCH_SIZE);
+  #batchStart = 0;
+  #batchEnd = 0;
   #flushScheduled = false;
   #replyPending = false;
   /** Settles with the transport's error at the time it drained (null: the bytes reached the OS). */
@@ -68,7 +75,7 @@ export class FrameWriter {
     if (this.#failed) return;
     if (typeof err === 'function') this.#lazyError = err;
     else this.#error = err;
-    this.#batchLength = 0;
+    this.#batchStart = this.#batchEnd;
     if (this.#resolveDrain !== null) this.#drained(this.error);
   }
 
@@ -84,7 +91,7 @@ export class FrameWriter {
     const length = payload.byteLength;
     const yieldTurn = spendTurn(length + 4);
     if (length <= COALESCE_LIMIT) {
-      if (this.#replyPending && this.#batchLength === 0 && this.#stream.writableLength === 0) {
+      if (this.#replyPending && this.#batchEnd === this.#batchStart && this.#stream.writableLength === 0) {
         // A reply to what just arrived, with nothing queued: write it now rather than at the end of the tick.
         this.#replyPending = false;
         const frame = Buffer.allocUnsafe(4 + length);
@@ -93,12 +100,16 @@ export class FrameWriter {
         this.#stream.write(frame);
         return yieldTurn ?? resolved;
       }
-      if (this.#batchLength + 4 + length > this.#batch.length) this.flush();
+      if (this.#batchEnd + 4 + length > this.#batch.length) {
+        this.flush();
+        this.#batch = Buffer.allocUnsafe(BATCH_SIZE); // the transport may still hold views of the old one
+        this.#batchStart = this.#batchEnd = 0;
+      }
       const batch = this.#batch;
-      batch.writeInt32BE(length, this.#batchLength);
-      batch.set(payload, this.#batchLength + 4);
-      this.#batchLength += 4 + length;
-      if (this.#batchLength >= BATCH_SIZE - 4) this.flush();
+      batch.writeInt32BE(length, this.#batchEnd);
+      batch.set(payload, this.#batchEnd + 4);
+      this.#batchEnd += 4 + length;
+      if (this.#batchEnd - this.#batchStart >= BATCH_SIZE - 4) this.flush();
       else if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         process.nextTick(() => this.#scheduledFlush());
@@ -137,14 +148,9 @@ export class FrameWriter {
 
   /** Hands the batch of small frames to the transport now. */
   flush(): void {
-    if (this.#batchLength === 0 || this.#failed) return;
-    // The transport keeps a reference to what it is given, so it gets a copy of
-    // just the bytes used (small ones come from Node's buffer pool) and the
-    // batch buffer is reused: handing over the whole 64 KiB batch and
-    // allocating a new one cost a fresh allocation per lone message.
-    const out = Buffer.allocUnsafe(this.#batchLength);
-    this.#batch.copy(out, 0, 0, this.#batchLength);
-    this.#batchLength = 0;
+    if (this.#batchEnd === this.#batchStart || this.#failed) return;
+    const out = this.#batch.subarray(this.#batchStart, this.#batchEnd);
+    this.#batchStart = this.#batchEnd;
     this.#stream.write(out);
   }
 
