@@ -11,13 +11,28 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { type Address, Client, type Connection, EOFError, Listener, Pipe } from 'mpconn';
-import { fromTaggedJson, parseAddress, toTaggedJson } from '../src/cli/index.js';
+import { fromTaggedJson, parseAddress, parseCommandLine, toTaggedJson } from '../src/cli/index.js';
 import { forEachPython, type Python, pythons, runPython } from './helpers/python.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const KEY_ENV = 'MPCONN_CLI_TEST_KEY';
 const KEY = 'cli test key';
 const USAGE_HINT = 'usage: mpconn listen ADDRESS';
+
+/** A value nested `depth` lists deep, as the bytes of each format (the innermost holds nothing or null). */
+function nested(format: 'msgpack' | 'json' | 'pickle', depth: number): Buffer {
+  if (format === 'msgpack') return Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])]); // [[...[None]...]]
+  if (format === 'json') return Buffer.from(`${'['.repeat(depth)}${']'.repeat(depth)}`);
+  // protocol 4: EMPTY_LIST x depth, then APPEND x (depth - 1) folds each list into the one below, STOP
+  return Buffer.concat([Buffer.from([0x80, 4]), Buffer.alloc(depth, 0x5d), Buffer.alloc(depth - 1, 0x61), Buffer.from('.')]);
+}
+
+/** How many arrays deep `value` is along its first items (no recursion: the value may be very deep). */
+function depthOf(value: unknown): number {
+  let depth = 0;
+  for (let v = value; Array.isArray(v); v = (v as unknown[])[0]) depth++;
+  return depth;
+}
 
 interface Result {
   code: number | null;
@@ -208,6 +223,12 @@ describe('mpconn CLI', function () {
       expect(toTaggedJson(new PyThing('os', 'system'))).to.deep.equal({ $type: 'PyThing', module: 'os', name: 'system' });
     });
 
+    it('reads --timeout as milliseconds, "ms", seconds with "s", or none', () => {
+      const timeout = (text: string): unknown => (parseCommandLine(['send', 'x.sock', '--timeout', text], {}) as { timeout?: number }).timeout;
+      expect([timeout('500'), timeout('500ms'), timeout('2s'), timeout('1.5s'), timeout('none')]).to.deep.equal([500, 500, 2000, 1500, Infinity]);
+      expect((parseCommandLine(['send', 'x.sock'], {}) as { timeout?: number }).timeout).to.equal(undefined);
+    });
+
     it('reads addresses: host:port, [v6]:port, an empty host, paths, @abstract', () => {
       expect(parseAddress('localhost:6000', undefined)).to.deep.equal({ address: ['localhost', 6000], family: 'AF_INET' });
       expect(parseAddress('[::1]:80', undefined)).to.deep.equal({ address: ['::1', 80], family: 'AF_INET' });
@@ -251,6 +272,16 @@ describe('mpconn CLI', function () {
       ['--recv on listen', ['listen', 'x.sock', '--recv', '1'], /--recv is an option of send/],
       ['--echo on send', ['send', 'x.sock', '--echo'], /--echo is an option of listen/],
       ['two addresses on listen', ['listen', 'a.sock', 'b.sock'], /one ADDRESS/],
+      ['an IP address without a port', ['send', '127.0.0.1', '1'], /"127\.0\.0\.1" has no port: missing :port\? \(e\.g\. 127\.0\.0\.1:6000/],
+      ['localhost without a port', ['listen', 'localhost'], /missing :port\?/],
+      ['[::1] without a port', ['send', '[::1]', '1'], /missing :port\? \(e\.g\. \[::1\]:6000/],
+      ['a URL without a port', ['send', 'http://localhost', '1'], /URL without a port: missing :port\?.*localhost:6000/],
+      ['a URL with a port', ['send', 'http://127.0.0.1:8080/', '1'], /takes host:port, without the scheme \(127\.0\.0\.1:8080\)/],
+      ['a port that is not a number', ['send', '127.0.0.1:notaport', '1'], /port "notaport" in "127\.0\.0\.1:notaport" is not a number/],
+      ['a colon and no port', ['send', 'localhost:', '1'], /no port after the ":": missing :port\?/],
+      ['a --timeout that is not a time', ['send', 'x.sock', '--timeout', 'soon'], /--timeout must be a time above 0/],
+      ['a --timeout of 0', ['send', 'x.sock', '--timeout', '0'], /--timeout must be a time above 0/],
+      ['--timeout on listen', ['listen', 'x.sock', '--timeout', '1'], /--timeout is an option of send/],
     ];
     for (const [what, args, message] of badCommandLines) {
       it(`exits with 2 and a usage hint on ${what}`, async () => {
@@ -258,7 +289,7 @@ describe('mpconn CLI', function () {
         expect(result.code, result.stderr).to.equal(2);
         expect(result.stderr).to.match(message);
         expect(result.stderr).to.include(USAGE_HINT);
-        expect(result.stderr).not.to.match(/\n\s+at /); // no stack trace
+        expect(stderrLines(result), 'one line').to.have.length(1);
         expect(result.stdout).to.equal('');
       });
     }
@@ -381,6 +412,70 @@ describe('mpconn CLI', function () {
       await listen.stop('SIGINT');
     });
 
+    for (const format of ['msgpack', 'json', 'pickle'] as const) {
+      it(`prints a ${format} message nested 5,000 deep, and serves the next message and the next client`, async () => {
+        const listen = await startListen(['127.0.0.1:0', '--format', format]);
+        const deep = await Client(inet(listen.address));
+        await deep.sendBytes(nested(format, 5000));
+        await deep.sendBytes(nested(format, 2));
+        const line = (await listen.next()) as Record<string, unknown>;
+        expect(line).to.have.property('message');
+        expect(depthOf(line.message)).to.equal(5000);
+        expect(depthOf(((await listen.next()) as { message: unknown }).message)).to.equal(2);
+        const other = await Client(inet(listen.address), { serializer: format });
+        await other.send({ still: 'serving' });
+        expect(await listen.next()).to.deep.include({ connection: 1, index: 0, message: { still: 'serving' } });
+        await Promise.all([deep.close(), other.close()]);
+        const result = await listen.stop('SIGINT');
+        expect(result.code).to.equal(0);
+        expect(result.stderr).not.to.match(/RangeError|Maximum call stack/);
+      });
+    }
+
+    it('prints a msgpack message nested 100,000 deep whole, or as an error line with its bytes, and goes on', async () => {
+      const listen = await startListen(['127.0.0.1:0']);
+      const conn = await Client(inet(listen.address));
+      const bytes = nested('msgpack', 100_000);
+      await conn.sendBytes(bytes);
+      await conn.send('after');
+      const line = (await listen.next()) as Record<string, unknown>;
+      // a decoder may refuse such depth; then the line holds the bytes, so nothing is lost
+      if ('message' in line) expect(depthOf(line.message)).to.equal(100_000);
+      else expect(line).to.have.property('bytes', bytes.toString('base64'));
+      expect(await listen.next()).to.deep.include({ index: 1, message: 'after' });
+      await conn.close();
+      expect((await listen.stop('SIGINT')).code).to.equal(0);
+    });
+
+    it('gives an ERR_UNPICKLING line its bytes, as every undecodable line', async () => {
+      const listen = await startListen(['127.0.0.1:0', '--format', 'pickle']);
+      const conn = await Client(inet(listen.address));
+      const garbage = Buffer.from([0x80, 0x04, 0x95, 0xff, 0x00]);
+      await conn.sendBytes(garbage);
+      await conn.sendBytes(Buffer.from('{"json":1}'));
+      const bad = (await listen.next()) as { error: { code: string; message: string }; bytes: string };
+      expect(bad.error.code).to.equal('ERR_UNPICKLING');
+      expect(bad.bytes).to.equal(garbage.toString('base64'));
+      const json = (await listen.next()) as { error: { code: string; message: string }; bytes: string };
+      expect(json.error.code).to.equal('ERR_UNPICKLING');
+      expect(json.error.message).to.match(/it is JSON text: use --format json$/);
+      expect(Buffer.from(json.bytes, 'base64').toString()).to.equal('{"json":1}');
+      await conn.close();
+      await listen.stop('SIGINT');
+    });
+
+    it('says "use --format pickle" for a pickle read with the default msgpack format (first byte 0x80)', async () => {
+      const listen = await startListen(['127.0.0.1:0']);
+      const conn = await Client(inet(listen.address), { serializer: 'pickle' });
+      await conn.send({ from: 'conn.send() in Python' });
+      const bad = (await listen.next()) as { error: { code: string; message: string }; bytes: string };
+      expect(bad.error.code).to.equal('ERR_DECODE');
+      expect(bad.error.message).to.match(/starts with 0x80, the pickle protocol byte .*: use --format pickle$/);
+      expect(Buffer.from(bad.bytes, 'base64')[0]).to.equal(0x80);
+      await conn.close();
+      await listen.stop('SIGINT');
+    });
+
     it('prints raw messages as {"$bytes": base64} and --echo sends each one back', async () => {
       const listen = await startListen(['127.0.0.1:0', '--format', 'raw', '--echo']);
       const conn = await Client(inet(listen.address));
@@ -463,7 +558,7 @@ describe('mpconn CLI', function () {
       const result = await runCli(['send', join(dir, 'nobody.sock'), '1']);
       expect(result.code).to.equal(1);
       expect(stderrLines(result)).to.have.length(1);
-      expect(result.stderr).to.match(/^mpconn: cannot connect to .*nobody\.sock: .*ENOENT/);
+      expect(result.stderr).to.match(/^mpconn: cannot connect to .*nobody\.sock: .*ENOENT .*\(no socket file there; for TCP give host:port: missing :port\?\)$/m);
     });
 
     it('exits with 1 and one line when the peer closes before the replies asked for', async () => {
@@ -476,6 +571,93 @@ describe('mpconn CLI', function () {
       expect(result.code).to.equal(1);
       expect(jsonLines(result.stdout)).to.deep.equal([{ index: 0, message: 'only one' }]);
       expect(stderrLines(result)).to.deep.equal(['mpconn: the peer closed the connection after 1 of 3 replies']);
+    });
+
+    it('without a key, to a listener that requires one: exits 1 with one line naming --authkey-env, sending nothing', async () => {
+      const failed = new Promise<Error>((resolve) => listener.once('handshakeError', resolve));
+      const result = await runCli(['send', address(), '"lost?"']);
+      expect(result.code).to.equal(1);
+      expect(stderrLines(result)).to.deep.equal([
+        `mpconn: ${address()} requires an authkey (it sent an authentication challenge): use --authkey-env NAME or --authkey-file PATH`,
+      ]);
+      // the listener saw a peer that never answered its challenge (no message was taken as an answer)
+      expect((await failed).message).to.match(/closed/);
+      expect(result.stdout).to.equal('');
+    });
+
+    it('--recv to a listener that never replies ends after --timeout, with one line naming it', async () => {
+      const run = runCli(['send', address(), '"ping"', '--recv', '2', '--timeout', '300', '--authkey-env', KEY_ENV]);
+      const conn = await accepted;
+      expect(await conn.recv()).to.equal('ping');
+      await conn.send('one');
+      const result = await run;
+      expect(result.code).to.equal(1);
+      expect(jsonLines(result.stdout)).to.deep.equal([{ index: 0, message: 'one' }]);
+      expect(stderrLines(result)).to.deep.equal(['mpconn: reply 2 of 2 did not come within 300 ms: raise --timeout (now 300)']);
+      await conn.close();
+    });
+
+    it('takes --timeout in seconds with an "s" and ends connecting too: a key for a listener without one', async () => {
+      const open = await Listener.listen(['127.0.0.1', 0]);
+      try {
+        const result = await runCli(['send', showInet(open.address), '1', '--timeout', '0.3s', '--authkey-env', KEY_ENV]);
+        expect(result.code).to.equal(1);
+        expect(stderrLines(result)).to.have.length(1);
+        expect(result.stderr).to.match(/^mpconn: cannot connect to 127\.0\.0\.1:\d+: .*300 ms.*\(if the listener has no authkey, leave out --authkey-env\/--authkey-file; else raise --timeout\)\n$/);
+      } finally {
+        await open.close();
+      }
+    });
+
+    it('prints a pickle reply read as msgpack with its bytes and exits 1 with one line: use --format pickle', async () => {
+      const run = runCli(['send', address(), '1', '--recv', '1', '--authkey-env', KEY_ENV]);
+      const conn = await accepted;
+      await conn.recv();
+      const [a, b] = await Pipe(true, { serializer: 'pickle' });
+      await a.send(['a', 'pickled', 'reply']);
+      const pickled = await b.recvBytes();
+      await Promise.all([a.close(), b.close()]);
+      await conn.sendBytes(pickled);
+      const result = await run;
+      expect(result.code).to.equal(1);
+      const [line] = jsonLines(result.stdout) as { index: number; error: { code: string }; bytes: string }[];
+      expect(line).to.deep.include({ index: 0, bytes: pickled.toString('base64') });
+      expect(line!.error.code).to.equal('ERR_DECODE');
+      expect(stderrLines(result)).to.have.length(1);
+      expect(result.stderr).to.match(/^mpconn: 1 of 1 replies could not be decoded as msgpack: it starts with 0x80, .*: use --format pickle\n$/);
+      await conn.close();
+    });
+
+    it('gives an undecodable pickle reply (ERR_UNPICKLING) its bytes', async () => {
+      const run = runCli(['send', address(), '--format', 'pickle', '1', '--recv', '1', '--authkey-env', KEY_ENV]);
+      const conn = await accepted;
+      await conn.recvBytes();
+      await conn.sendBytes(Buffer.from([0x80, 0x04, 0xfe]));
+      const result = await run;
+      expect(result.code).to.equal(1);
+      expect(jsonLines(result.stdout)).to.have.deep.nested.property('[0].bytes', Buffer.from([0x80, 0x04, 0xfe]).toString('base64'));
+      expect(jsonLines(result.stdout)).to.have.deep.nested.property('[0].error.code', 'ERR_UNPICKLING');
+      expect(stderrLines(result)).to.deep.equal(['mpconn: 1 of 1 replies could not be decoded as pickle: use --format raw to see the bytes as they are']);
+      await conn.close();
+    });
+
+    it('exits with 1 and one line naming host:port when nothing listens on a TCP port', async () => {
+      const closed = await Listener.listen(['127.0.0.1', 0]);
+      const port = (closed.address as [string, number])[1];
+      await closed.close();
+      const result = await runCli(['send', `127.0.0.1:${port}`, '1']);
+      expect(result.code).to.equal(1);
+      expect(stderrLines(result)).to.deep.equal([
+        `mpconn: cannot connect to 127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port} (nothing listens on that port: is the listener up, and is it the right host:port?)`,
+      ]);
+    });
+
+    it('takes a name that looks like a host as a socket path with --family AF_UNIX', async () => {
+      const result = await runCli(['send', '127.0.0.1', '1', '--family', 'AF_UNIX']);
+      expect(result.code).to.equal(1);
+      expect(stderrLines(result)).to.deep.equal([
+        'mpconn: cannot connect to 127.0.0.1: connect ENOENT 127.0.0.1 (no socket file there; for TCP give host:port: missing :port?)',
+      ]);
     });
 
     it('exits with 130 on SIGINT while waiting for stdin or replies', async () => {
@@ -569,6 +751,31 @@ with Listener(('127.0.0.1', 0), authkey=os.environ['${KEY_ENV}'].encode()) as l:
         expect(result.code, result.stderr).to.equal(0);
         expect(JSON.parse(await server.line())).to.deep.equal([{ n: 1 }, [true, false], 'three']);
         expect(jsonLines(result.stdout)).to.deep.equal([{ index: 0, message: { count: 3, peer: 'python' } }]);
+        expect((await server.exit()).code).to.equal(0);
+      });
+
+      it('send without a key to a CPython Listener that requires one exits 1 naming --authkey-env; Python gets no message', async () => {
+        const server = runPython(
+          py,
+          `
+from multiprocessing.connection import Listener
+with Listener(('127.0.0.1', 0), authkey=b'the python key') as l:
+    print(l.address[1], flush=True)
+    try:
+        c = l.accept()
+        print('accepted', repr(c.recv()), flush=True)
+    except Exception as e:
+        print(type(e).__name__, flush=True)
+`,
+        );
+        const port = Number(await server.line());
+        const result = await runCli(['send', `127.0.0.1:${port}`, '"would be taken as the answer"']);
+        expect(result.code).to.equal(1);
+        expect(stderrLines(result)).to.deep.equal([
+          `mpconn: 127.0.0.1:${port} requires an authkey (it sent an authentication challenge): use --authkey-env NAME or --authkey-file PATH`,
+        ]);
+        // Python read no answer at all: the connection closed before anything was sent
+        expect(await server.line()).to.equal('EOFError');
         expect((await server.exit()).code).to.equal(0);
       });
 

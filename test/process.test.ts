@@ -1,8 +1,12 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { EOFError, ProtocolError, spawn, wait } from 'mpconn';
+import { EOFError, ProtocolError, spawn, Tuple, wait } from 'mpconn';
+import { forEachPython, type Python } from './helpers/python.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
 
@@ -94,7 +98,81 @@ describe('spawn() and parentConnection()', () => {
     expect(out).to.match(/^Error: parentConnection\(\) works in a process started by mpconn's spawn\(\)/);
   });
 
+  describe('any program, with the connection on its fd 3 (a Python worker, standard library only)', () => {
+    let dir: string;
+    let script: string;
+    const started: ChildProcess[] = [];
+    before(() => {
+      dir = mkdtempSync(join(tmpdir(), 'mpconn-spawn-'));
+      script = join(dir, 'worker.py');
+      // Echoes each value back with its Python type name and the argv it got; 'die' exits mid-way.
+      writeFileSync(
+        script,
+        `import os, sys
+from multiprocessing.connection import Connection
+conn = Connection(3)
+while True:
+    try:
+        value = conn.recv()
+    except EOFError:
+        break
+    if value == 'die':
+        os._exit(3)
+    conn.send((type(value).__name__, value, sys.argv[1:]))
+`,
+      );
+    });
+    afterEach(() => {
+      for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    forEachPython(undefined, (py: Python) => {
+      it(`CPython ${py.version}: spawn({ command, args }) and spawn(script, args, { command }) both talk pickle over fd 3`, async () => {
+        const a = spawn({ command: py.executable, args: [script, 'one'], serializer: 'pickle', timeout: 20_000 });
+        const b = spawn(script, ['two', 'three'], { command: py.executable, serializer: 'pickle', timeout: 20_000 });
+        started.push(a.process, b.process);
+        await a.connection.send(new Tuple(1, 'x'));
+        await b.connection.send({ big: 2n ** 70n, set: new Set([1]) });
+        expect(await a.connection.recv()).to.deep.equal(['tuple', [1, 'x'], ['one']]);
+        expect(await b.connection.recv()).to.deep.equal(['dict', { big: 2n ** 70n, set: new Set([1]) }, ['two', 'three']]);
+        // the parent closing the connection is EOF for the worker, which then exits by itself
+        await a.connection.close();
+        await exited(a.process);
+        expect(a.process.exitCode).to.equal(0);
+        // a worker that dies settles the pending recv, and is the sentinel for wait()
+        const pending = b.connection.recv({ timeout: 10_000 }).catch((e: unknown) => e);
+        await b.connection.send('die');
+        expect(await pending).to.be.instanceOf(EOFError);
+        expect(await wait([b.process], 10_000)).to.deep.equal([b.process]);
+        expect(b.process.exitCode).to.equal(3);
+        await b.connection.close();
+      });
+    });
+
+    it('a program that cannot be started: the pending recv rejects and the parent does not crash', async () => {
+      const { process: child, connection } = spawn({ command: join(dir, 'no-such-program') });
+      const error = once(child, 'error');
+      const err = await connection.recv({ timeout: 5000 }).catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(EOFError);
+      expect(((await error)[0] as NodeJS.ErrnoException).code).to.equal('ENOENT');
+      await connection.close();
+    });
+
+    it('runs a Node module with this Node when no command is given, as before', async () => {
+      const { process: child, connection } = spawn(fixture('child-echo'), [], {});
+      expect(child.spawnargs[0]).to.equal(process.execPath);
+      await connection.send('node');
+      expect(await connection.recv()).to.equal('node');
+      await connection.close();
+      await exited(child);
+    });
+  });
+
   it('rejects bad arguments with TypeError', () => {
+    expect(() => spawn({} as unknown as { command: string })).to.throw(TypeError, /command/);
+    expect(() => spawn({ command: 'python3', args: 'x' as unknown as string[] })).to.throw(TypeError, /args/);
+    expect(() => spawn('x.py', [], { command: 42 as unknown as string })).to.throw(TypeError, /command/);
     expect(() => spawn(42 as unknown as string)).to.throw(TypeError);
     expect(() => spawn(fixture('child-echo'), 'x' as unknown as string[])).to.throw(TypeError);
     expect(() => spawn(fixture('child-echo'), [], { serializer: 'yaml' as 'json' })).to.throw(TypeError);

@@ -1,11 +1,11 @@
 /**
  * The `mpconn` command: `mpconn listen ADDRESS` and `mpconn send ADDRESS
- * [JSON...]` (SPEC §7). `run` is the whole program; `main.ts` only hands it
+ * [JSON...]`. `run` is the whole program; `main.ts` only hands it
  * the process.
  */
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { parseCommandLine, UsageError, HELP, USAGE } from './args.js';
+import { parseCommandLine, UsageError, HELP } from './args.js';
 import { CommandError, type Io, listen, reason, send } from './commands.js';
 import { InputError } from './json-values.js';
 
@@ -15,6 +15,13 @@ export { CommandError, showAddress } from './commands.js';
 export type { Io } from './commands.js';
 export { fromTaggedJson, InputError, toTaggedJson } from './json-values.js';
 export type { Json } from './json-values.js';
+
+/** The tail of a usage error's line. */
+const SHORT_USAGE = 'usage: mpconn listen ADDRESS | mpconn send ADDRESS [JSON...] (mpconn --help for more)';
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
 
 /** Exit codes: 0 done, 1 connection or authentication failure, 2 usage. */
 export const EXIT_OK = 0;
@@ -56,7 +63,8 @@ export async function run(argv: readonly string[], io: Io, env: NodeJS.ProcessEn
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof InputError) {
-      io.stderr.write(`mpconn: ${err.message}\n${USAGE}\nRun 'mpconn --help' for more.\n`);
+      // One line, as for every failure: the cause first, then where the full usage is.
+      io.stderr.write(`mpconn: ${oneLine(err.message)}; ${SHORT_USAGE}\n`);
       return EXIT_USAGE;
     }
     io.stderr.write(`mpconn: ${err instanceof CommandError ? err.message : reason(err)}\n`);

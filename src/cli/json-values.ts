@@ -33,48 +33,122 @@ const INTEGER = /^-?\d+$/;
 
 /** A received value as tagged JSON (see the module comment). */
 export function toTaggedJson(value: unknown): Json {
-  return render(value, new Set());
+  // JSON.parse is not recursive in V8, so this takes any depth the text writer does.
+  return JSON.parse(taggedJsonText(value)) as Json;
 }
 
-function render(value: unknown, path: Set<object>): Json {
+/**
+ * A received value as the text of its tagged JSON, for any nesting depth.
+ *
+ * A peer can send a value nested many thousands deep (5,000 msgpack `0x91`
+ * bytes are 5,000 nested arrays), which a recursive walk, or `JSON.stringify`
+ * itself, would overflow the call stack on. So the walk keeps its own stack.
+ * With `tagged: false` (the json format, whose values are JSON already) no
+ * `$object` wrapping is added.
+ */
+export function taggedJsonText(value: unknown, options: { tagged?: boolean } = {}): string {
+  const tagged = options.tagged ?? true;
+  const out: string[] = [];
+  const path = new Set<object>();
+  const stack: Frame[] = [];
+  let next: unknown = value;
+  for (;;) {
+    writeValue(next, tagged, out, path, stack);
+    // Climb out of finished containers until one has another item to write.
+    let frame = stack.at(-1);
+    while (frame !== undefined && frame.index === frame.items.length) {
+      out.push(frame.close);
+      if (frame.owner !== null) path.delete(frame.owner);
+      stack.pop();
+      frame = stack.at(-1);
+    }
+    if (frame === undefined) return out.join('');
+    if (frame.index > 0 || frame.commaFirst) out.push(',');
+    const key = frame.keys === null ? null : frame.keys[frame.index]!;
+    if (key !== null) out.push(JSON.stringify(key), ':');
+    next = frame.items[frame.index++];
+  }
+}
+
+/** A container being written: its items (and keys, for an object) and how it ends. */
+interface Frame {
+  items: unknown[];
+  keys: string[] | null;
+  index: number;
+  close: string;
+  /** The object on the current path (for cycle detection), or null for a helper array. */
+  owner: object | null;
+  /** The first item follows a field already written (`"$type"`), so it needs a comma too. */
+  commaFirst: boolean;
+}
+
+/** Writes a leaf whole, or the opening of a container (pushing its frame). */
+function writeValue(value: unknown, tagged: boolean, out: string[], path: Set<object>, stack: Frame[]): void {
   switch (typeof value) {
     case 'string':
+      out.push(JSON.stringify(value));
+      return;
     case 'boolean':
-      return value;
+      out.push(value ? 'true' : 'false');
+      return;
     case 'number':
-      return Number.isFinite(value) ? value : { $float: String(value) };
+      out.push(Number.isFinite(value) ? JSON.stringify(value) : `{"$float":"${String(value)}"}`);
+      return;
     case 'bigint':
-      return { $bigint: value.toString() };
+      out.push(`{"$bigint":"${value.toString()}"}`);
+      return;
     case 'undefined':
-      return null;
+      out.push('null');
+      return;
     case 'object':
       break;
     default:
-      return { $type: typeof value };
+      out.push(`{"$type":${JSON.stringify(typeof value)}}`);
+      return;
   }
-  if (value === null) return null;
-  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return bytesTag(new Uint8Array(value));
-  if (ArrayBuffer.isView(value)) return bytesTag(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
-  if (value instanceof Date) return { $date: Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString() };
-  if (path.has(value)) return { $cycle: true };
-  path.add(value);
-  try {
-    if (Array.isArray(value)) return value.map((item) => render(item, path));
-    if (value instanceof Map) return { $map: [...value].map(([k, v]) => [render(k, path), render(v, path)]) };
-    if (value instanceof Set) return { $set: [...value].map((item) => render(item, path)) };
-    // fromEntries defines own properties, so a key named "__proto__" stays a key.
-    const fields: { [key: string]: Json } = Object.fromEntries(
-      Object.entries(value).map(([key, field]) => [key, render(field, path)]),
-    );
-    const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) {
-      const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-      return { $type: typeof name === 'string' && name !== '' ? name : 'Object', ...fields };
-    }
-    return Object.keys(fields).some((key) => key.startsWith('$')) ? { $object: fields } : fields;
-  } finally {
-    path.delete(value);
+  if (value === null) {
+    out.push('null');
+    return;
   }
+  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
+    out.push(JSON.stringify(bytesTag(new Uint8Array(value))));
+    return;
+  }
+  if (ArrayBuffer.isView(value)) {
+    out.push(JSON.stringify(bytesTag(new Uint8Array(value.buffer, value.byteOffset, value.byteLength))));
+    return;
+  }
+  if (value instanceof Date) {
+    out.push(`{"$date":"${Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString()}"}`);
+    return;
+  }
+  if (path.has(value)) {
+    out.push('{"$cycle":true}');
+    return;
+  }
+  const open = (items: unknown[], keys: string[] | null, start: string, close: string, commaFirst = false): void => {
+    path.add(value);
+    out.push(start);
+    stack.push({ items, keys, index: 0, close, owner: value, commaFirst });
+  };
+  if (Array.isArray(value)) return open(value, null, '[', ']');
+  if (value instanceof Map) {
+    // Each entry is a fresh [key, value] array, written as a two-item array.
+    return open([...value], null, '{"$map":[', ']}');
+  }
+  if (value instanceof Set) return open([...value], null, '{"$set":[', ']}');
+  const entries = Object.entries(value);
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    const type = typeof name === 'string' && name !== '' ? name : 'Object';
+    const fields = entries.filter(([key]) => key !== '$type');
+    return open(fields.map(([, field]) => field), fields.map(([key]) => key), `{"$type":${JSON.stringify(type)}`, '}', true);
+  }
+  const keys = entries.map(([key]) => key);
+  const items = entries.map(([, field]) => field);
+  if (tagged && keys.some((key) => key.startsWith('$'))) return open(items, keys, '{"$object":{', '}}');
+  return open(items, keys, '{', '}');
 }
 
 function bytesTag(bytes: Uint8Array): Json {

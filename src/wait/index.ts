@@ -26,6 +26,9 @@ export type Waitable = Connection | Listener | ChildProcess | Worker | net.Socke
  * Socket has data to read or has ended. `timeout` is in milliseconds:
  * `undefined` (or `null`) waits forever, a negative value counts as 0.
  *
+ * The result has the type of the input's items: `wait(connections)` resolves
+ * to `Connection[]`, with no cast.
+ *
  * Each call subscribes to the objects and unsubscribes before it resolves, so
  * calling it in a loop leaks nothing.
  *
@@ -33,14 +36,14 @@ export type Waitable = Connection | Listener | ChildProcess | Worker | net.Socke
  * ```ts
  * while (readers.length > 0) {
  *   for (const r of await wait(readers)) {
- *     try { console.log(await (r as Connection).recv()); }
+ *     try { console.log(await r.recv()); }   // readers: Connection[], so r is a Connection
  *     catch (err) { if (err instanceof EOFError) readers.splice(readers.indexOf(r), 1); else throw err; }
  *   }
  * }
  * ```
  */
-export function wait(objects: Iterable<Waitable>, timeout?: number | null): Promise<Waitable[]> {
-  let list: Waitable[];
+export function wait<T extends Waitable>(objects: Iterable<T>, timeout?: number | null): Promise<T[]> {
+  let list: T[];
   let probes: Readiness[];
   let ms: number | undefined;
   try {
@@ -53,12 +56,12 @@ export function wait(objects: Iterable<Waitable>, timeout?: number | null): Prom
   } catch (err) {
     return Promise.reject(err);
   }
-  const readyNow = (): Waitable[] => list.filter((_, i) => probes[i]!.ready());
+  const readyNow = (): T[] => list.filter((_, i) => probes[i]!.ready());
   const now = readyNow();
   if (now.length > 0 || ms === 0) return Promise.resolve(now);
-  return new Promise<Waitable[]>((resolve) => {
+  return new Promise<T[]>((resolve) => {
     let collecting = false;
-    const finish = (result: Waitable[]): void => {
+    const finish = (result: T[]): void => {
       for (const unsubscribe of unsubscribes) unsubscribe();
       if (timer !== undefined) clearTimeout(timer);
       resolve(result);
