@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { expect } from 'chai';
@@ -110,9 +113,11 @@ describe('authentication', function () {
       expect(err).to.be.instanceOf(AuthenticationError);
       expect((err as AuthenticationError).code).to.equal('ERR_AUTH');
       expect(err.message).to.match(/rejected/);
+      expect(err).to.have.property('reason', 'rejected');
       const [listenerErr, peer] = await reported;
       expect(listenerErr).to.be.instanceOf(AuthenticationError);
       expect(listenerErr.message).to.match(/wrong/);
+      expect(listenerErr).to.have.property('reason', 'wrong-key');
       expect(peer).to.be.an('array').with.lengthOf(2);
       // the pending accept() was not rejected: it gets the next good client
       const [client, server] = await Promise.all([Client(listener.address, { authkey: KEY }), accepted]);
@@ -130,6 +135,7 @@ describe('authentication', function () {
       expect(err).to.be.instanceOf(AuthenticationError);
       expect(err.message).to.match(/no challenge received within the 400 ms timeout/);
       expect(err.message).to.match(/is the listener running without an authkey\?/);
+      expect(err).to.have.property('reason', 'no-challenge');
       // and the Client closed its connection
       const server = await accepted;
       expect(await within(rejection(server.recv()), 5000, 'recv()')).to.have.property('name', 'EOFError');
@@ -144,6 +150,7 @@ describe('authentication', function () {
       const err = await rejection(client.recv({ timeout: 5000 }));
       expect(err).to.be.instanceOf(AuthenticationError);
       expect(err.message).to.match(/requires an authkey/);
+      expect(err).to.have.property('reason', 'key-required');
       await client.close();
       const [listenerErr] = await reported;
       expect(listenerErr).to.be.instanceOf(AuthenticationError);
@@ -587,6 +594,9 @@ describe('authentication', function () {
     }
 
     it('sends its own challenge together with its reply, before the verdict (one round trip fewer)', async () => {
+      // Over a Unix socket: over TCP the Client waits for the verdict first (next test).
+      const dir = mkdtempSync(join(tmpdir(), 'mpconn-auth-'));
+      after(() => rmSync(dir, { recursive: true, force: true }));
       let challengeBeforeVerdict: Buffer | null = null;
       server = await rawServer(async (peer) => {
         const challenge = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
@@ -598,10 +608,33 @@ describe('authentication', function () {
         peer.sendFrame(modernReply(KEY, challengeBeforeVerdict));
         await peer.readFrame(); // our verdict
         peer.sendFrame('pipelined ok');
-      });
+      }, { path: join(dir, 'listener') });
       const conn = await Client(server.address, { authkey: KEY, timeout: 5000 });
       expect((await conn.recvBytes()).toString()).to.equal('pipelined ok');
       expect(challengeBeforeVerdict!.subarray(0, 8).toString()).to.equal('{sha256}');
+      await conn.close();
+    });
+
+    it('over TCP sends its challenge only after #WELCOME# (a CPython listener\'s answer is then not held back by Nagle)', async () => {
+      const order: string[] = [];
+      server = await rawServer(async (peer) => {
+        const challenge = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+        peer.sendFrame(Buffer.concat([CHALLENGE, challenge]));
+        const reply = (await peer.readFrame())!;
+        order.push('reply');
+        // Nothing else may arrive before our verdict: give a pipelined challenge time to show up.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        order.push(peer.bufferedLength === 0 ? 'none' : 'early');
+        peer.sendFrame(reply.equals(modernReply(KEY, challenge)) ? WELCOME : FAILURE);
+        const theirs = await peer.readFrame();
+        order.push('challenge');
+        peer.sendFrame(modernReply(KEY, theirs!.subarray(CHALLENGE.length)));
+        await peer.readFrame(); // our verdict
+        peer.sendFrame('sequential ok');
+      });
+      const conn = await Client(server.address, { authkey: KEY, timeout: 5000 });
+      expect((await conn.recvBytes()).toString()).to.equal('sequential ok');
+      expect(order).to.deep.equal(['reply', 'none', 'challenge']);
       await conn.close();
     });
 
@@ -676,6 +709,7 @@ describe('authentication', function () {
     it('rejects a challenge shorter than 20 bytes', async () => {
       const err = await clientError(async (peer) => peer.sendFrame(Buffer.concat([CHALLENGE, randomBytes(19)])));
       expect(err.message).to.match(/too short/);
+      expect(err).to.have.property('reason', 'bad-message');
     });
 
     it('rejects a challenge with an unknown digest', async () => {
@@ -683,12 +717,14 @@ describe('authentication', function () {
         peer.sendFrame(Buffer.concat([CHALLENGE, Buffer.from('{sha1}'), randomBytes(40)])),
       );
       expect(err.message).to.match(/digest/);
+      expect(err).to.have.property('reason', 'bad-message');
     });
 
     it('rejects a first message that is not a challenge, and suggests the listener has no authkey', async () => {
       const err = await clientError(async (peer) => peer.sendFrame('welcome to the service'));
       expect(err.message).to.match(/expected a challenge/);
       expect(err.message).to.match(/without an authkey/);
+      expect(err).to.have.property('reason', 'no-challenge');
     });
 
     it('rejects a 300-byte first message, saying it broke the limit (not that the listener closed)', async () => {
@@ -697,11 +733,13 @@ describe('authentication', function () {
       expect(err.cause).to.have.property('code', 'ERR_MESSAGE_TOO_LONG');
       expect(err.message).to.not.match(/closed the connection/);
       expect(err.message).to.match(/256|too long|limit/);
+      expect(err).to.have.property('reason', 'protocol');
     });
 
     it('rejects a listener that closes right away', async () => {
       const err = await clientError(async (peer) => peer.destroy());
       expect(err.message).to.match(/closed the connection/);
+      expect(err).to.have.property('reason', 'closed');
     });
 
     it('rejects #FAILURE# as the verdict on its answer', async () => {
@@ -711,6 +749,7 @@ describe('authentication', function () {
         peer.sendFrame(FAILURE);
       });
       expect(err.message).to.match(/rejected/);
+      expect(err).to.have.property('reason', 'rejected');
     });
 
     it('fails with the "no challenge received" message when the listener says nothing', async () => {
@@ -727,6 +766,7 @@ describe('authentication', function () {
       }, 400);
       expect(err.message).to.match(/did not finish within the 400 ms timeout/);
       expect(err.message).to.not.match(/no challenge received/);
+      expect(err).to.have.property('reason', 'timeout');
     });
 
     it('rejects a listener whose answer to our challenge is wrong, and tells it #FAILURE#', async () => {
@@ -741,6 +781,7 @@ describe('authentication', function () {
         verdict = await peer.readFrame();
       });
       expect(err.message).to.match(/wrong/);
+      expect(err).to.have.property('reason', 'wrong-key');
       await within(
         (async () => {
           while (verdict === null) await new Promise((resolve) => setTimeout(resolve, 10));

@@ -48,6 +48,7 @@ function digestAndPayload(message: Buffer): [digest: string, payload: Buffer] {
   throw new AuthenticationError(
     `unsupported message length (${message.length} bytes), missing digest prefix, or unsupported digest; ` +
       `the peer must use one of ${ALLOWED_DIGESTS.join(', ')}`,
+    { reason: 'bad-message' },
   );
 }
 
@@ -107,20 +108,32 @@ export async function answerChallenge(conn: Connection, authkey: Uint8Array | st
 }
 
 /**
- * A Client's whole handshake: `answerChallenge` then `deliverChallenge`, with
- * our challenge sent together with our reply instead of after `#WELCOME#`. A
- * listener reads the two in order either way (CPython's included: it is the
- * same byte stream), and the Client is authenticated one round trip sooner.
- * Sending a nonce early reveals nothing.
+ * A Client's whole handshake: `answerChallenge` then `deliverChallenge`.
+ *
+ * With `pipeline`, our challenge is sent together with our reply instead of
+ * after `#WELCOME#`: a listener reads the two in order either way (CPython's
+ * included: it is the same byte stream), and the Client is authenticated one
+ * round trip sooner. Sending a nonce early reveals nothing. Only for Unix
+ * sockets, though: over TCP a CPython listener writes `#WELCOME#` and its
+ * answer as two small segments, so Nagle's algorithm holds the answer until
+ * the welcome is acknowledged, and with nothing left for us to send the
+ * acknowledgement waits for the delayed-ACK timer — a few milliseconds per
+ * connect. Sending our challenge after the welcome carries that ACK at once.
  */
-export async function answerThenDeliver(conn: Connection, key: Uint8Array): Promise<void> {
+export async function answerThenDeliver(conn: Connection, key: Uint8Array, pipeline = true): Promise<void> {
   const reply = replyTo(key, await conn.recvBytes(MAX_HANDSHAKE_MESSAGE));
   const challenge = newChallenge('sha256');
-  // Not awaited apart: both frames leave in the same write.
-  const sent = conn.sendBytes(reply);
-  await conn.sendBytes(challenge.frame);
-  await sent;
-  await expectWelcome(conn);
+  if (pipeline) {
+    // Not awaited apart: both frames go to the transport in the same tick.
+    const sent = conn.sendBytes(reply);
+    await conn.sendBytes(challenge.frame);
+    await sent;
+    await expectWelcome(conn);
+  } else {
+    await conn.sendBytes(reply);
+    await expectWelcome(conn);
+    await conn.sendBytes(challenge.frame);
+  }
   await judgeReply(conn, key, challenge.message, await conn.recvBytes(MAX_HANDSHAKE_MESSAGE));
 }
 
@@ -168,19 +181,25 @@ function verify(key: Uint8Array, message: Buffer, reply: Buffer): void {
   const digest = name === '' ? 'md5' : name;
   const expected = hmac(digest, key, message);
   if (expected.length !== mac.length) {
-    throw new AuthenticationError(`expected a ${digest} digest of ${expected.length} bytes, got ${mac.length}`);
+    throw new AuthenticationError(`expected a ${digest} digest of ${expected.length} bytes, got ${mac.length}`, {
+      reason: 'bad-message',
+    });
   }
-  if (!timingSafeEqual(expected, mac)) throw new AuthenticationError('digest received was wrong: the peer has a different authkey');
+  if (!timingSafeEqual(expected, mac)) {
+    throw new AuthenticationError('digest received was wrong: the peer has a different authkey', { reason: 'wrong-key' });
+  }
 }
 
 /** Our reply to a received `#CHALLENGE#` message: HMAC of the whole challenge, `{digest}` prefix included. */
 function replyTo(key: Uint8Array, received: Buffer): Buffer {
   if (!received.subarray(0, CHALLENGE.length).equals(CHALLENGE)) {
-    throw new AuthenticationError(`protocol error: expected a challenge, got ${preview(received)}`);
+    throw new AuthenticationError(`protocol error: expected a challenge, got ${preview(received)}`, {
+      reason: 'no-challenge',
+    });
   }
   const message = received.subarray(CHALLENGE.length);
   if (message.length < LEGACY_CHALLENGE_LENGTH) {
-    throw new AuthenticationError(`challenge too short: ${message.length} bytes`);
+    throw new AuthenticationError(`challenge too short: ${message.length} bytes`, { reason: 'bad-message' });
   }
   const [name] = digestAndPayload(message);
   return name === '' ? hmac('md5', key, message) : Buffer.concat([Buffer.from(`{${name}}`), hmac(name, key, message)]);
@@ -189,7 +208,7 @@ function replyTo(key: Uint8Array, received: Buffer): Buffer {
 async function expectWelcome(conn: Connection): Promise<void> {
   const verdict = await conn.recvBytes(MAX_HANDSHAKE_MESSAGE);
   if (!verdict.equals(WELCOME)) {
-    throw new AuthenticationError('digest sent was rejected: the peer has a different authkey');
+    throw new AuthenticationError('digest sent was rejected: the peer has a different authkey', { reason: 'rejected' });
   }
 }
 

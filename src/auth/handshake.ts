@@ -19,9 +19,12 @@ export async function authenticatePeer(conn: Connection, authkey: Uint8Array, ti
     await conn.close();
     if (err instanceof AuthenticationError || err instanceof ProtocolError) throw err;
     if (isTimeout(err)) {
-      throw new AuthenticationError(`the peer did not finish the handshake within ${timeout} ms`, { cause: err });
+      throw new AuthenticationError(`the peer did not finish the handshake within ${timeout} ms`, {
+        cause: err,
+        reason: 'timeout',
+      });
     }
-    throw new AuthenticationError('the peer closed the connection during the handshake', { cause: err });
+    throw new AuthenticationError('the peer closed the connection during the handshake', { cause: err, reason: 'closed' });
   }
 }
 
@@ -37,12 +40,14 @@ export async function authenticateToListener(
   signal: AbortSignal | undefined,
   /** The caller's whole timeout (connect + handshake), which error messages name; default `timeout`. */
   reportedTimeout: number | undefined = timeout,
+  /** Send our challenge with our reply (see `answerThenDeliver`: Unix sockets only). */
+  pipeline = true,
 ): Promise<void> {
   let challenged = false;
   try {
     await bounded(conn, timeout, signal, async () => {
       challenged = await conn.poll(Infinity);
-      await answerThenDeliver(conn, authkey);
+      await answerThenDeliver(conn, authkey, pipeline);
     });
   } catch (err) {
     await conn.close();
@@ -52,23 +57,27 @@ export async function authenticateToListener(
         challenged
           ? `the authentication handshake did not finish within the ${reportedTimeout} ms timeout`
           : `no challenge received within the ${reportedTimeout} ms timeout — is the listener running without an authkey?`,
-        { cause: err },
+        { cause: err, reason: challenged ? 'timeout' : 'no-challenge' },
       );
     }
     if (err instanceof AuthenticationError) {
-      if (!/expected a challenge/.test(err.message)) throw err;
-      throw new AuthenticationError(`${err.message} — is the listener running without an authkey?`, { cause: err });
+      if (err.reason !== 'no-challenge') throw err;
+      throw new AuthenticationError(`${err.message} — is the listener running without an authkey?`, {
+        cause: err,
+        reason: 'no-challenge',
+      });
     }
     if (err instanceof ProtocolError) {
       // e.g. a first message over the 256-byte cap: the listener is still there, it just broke the rules
       throw new AuthenticationError(
         `the listener broke the handshake protocol: ${err.message}; is it a multiprocessing.connection Listener?`,
-        { cause: err },
+        { cause: err, reason: 'protocol' },
       );
     }
     throw new AuthenticationError(
-      'the listener closed the connection during the handshake: does it use the same authkey (or one at all)?',
-      { cause: err },
+      'the listener closed the connection during the handshake: does it use the same authkey (or one at all)? ' +
+        '(A listener out of file descriptors, or dropping pending connections over its maxPending, closes them this way too.)',
+      { cause: err, reason: 'closed' },
     );
   }
 }

@@ -94,6 +94,11 @@ export class RawPeer {
     return true;
   }
 
+  /** Bytes received and not read yet. */
+  get bufferedLength(): number {
+    return this.#buffered.length;
+  }
+
   /** The next frame's payload, or null at a clean end of stream. */
   async readFrame(): Promise<Buffer | null> {
     if (!(await this.#need(4))) {
@@ -144,8 +149,11 @@ export class RawPeer {
  * A TCP server on 127.0.0.1 whose every connection is handed to `handle` as
  * a RawPeer: a fake Listener for testing the Client side.
  */
-export async function rawServer(handle: (peer: RawPeer) => void | Promise<void>): Promise<{
-  address: [string, number];
+export async function rawServer(
+  handle: (peer: RawPeer) => void | Promise<void>,
+  options: { path?: string } = {},
+): Promise<{
+  address: [string, number] | string;
   close(): Promise<void>;
 }> {
   const sockets = new Set<net.Socket>();
@@ -154,11 +162,12 @@ export async function rawServer(handle: (peer: RawPeer) => void | Promise<void>)
     socket.on('close', () => sockets.delete(socket));
     void Promise.resolve(handle(RawPeer.accepted(socket))).catch(() => socket.destroy());
   });
-  server.listen(0, '127.0.0.1');
+  if (options.path !== undefined) server.listen(options.path);
+  else server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
+  const bound = server.address();
   return {
-    address: ['127.0.0.1', port],
+    address: typeof bound === 'string' ? bound : ['127.0.0.1', (bound as net.AddressInfo).port],
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
