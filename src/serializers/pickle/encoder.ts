@@ -1,6 +1,6 @@
 import { OP } from './opcodes.js';
 import { utf8Length, writeUtf8 } from './text.js';
-import { PyComplex, PyGlobal, PyObject, Tuple } from './types.js';
+import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple } from './types.js';
 
 /**
  * Encodes JS values as pickle protocol 4, the way CPython's C pickler
@@ -329,7 +329,7 @@ export class PickleEncoder {
       const args = new Tuple(new FloatValue(v.real), new FloatValue(v.imag));
       return this.saveReduce(new PyObject(BUILTINS_COMPLEX, args), next, v);
     }
-    if (v instanceof FloatValue) {
+    if (v instanceof FloatValue || v instanceof PyFloat) {
       return this.saveFloat(v.value);
     }
     if (asKey && (v instanceof Map || isPlainObject(v))) {

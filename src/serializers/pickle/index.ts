@@ -27,13 +27,22 @@
  * `100000000000000000000n`. Strings keep lone surrogates both ways (Python's
  * `surrogatepass`).
  *
+ * Decoding with `lossless` (`new PickleDecoder({ lossless: true })`,
+ * `pickleSerializer({ lossless: true })`) keeps what the table above merges,
+ * so that encoding the result writes the same Python value back: a tuple
+ * decodes to a `Tuple`, an integral float to a `PyFloat`, every dict to a
+ * `Map`, a bytearray, frozenset or OrderedDict to its `PyObject` record.
+ *
  * @module
  */
 import type { Serializer } from '../types.js';
 import { PickleDecoder } from './decoder.js';
+import type { PickleDecoderOptions } from './decoder.js';
 import { PickleEncoder } from './encoder.js';
 
-export { PyComplex, PyGlobal, PyObject, Tuple } from './types.js';
+export { PyComplex, PyFloat, PyGlobal, PyObject, Tuple, formatPyFloat } from './types.js';
+export { PickleDecoder } from './decoder.js';
+export type { PickleDecoderOptions } from './decoder.js';
 export type { PyObjectKind, PyObjectOptions } from './types.js';
 
 const sharedEncoder = new PickleEncoder();
@@ -58,10 +67,15 @@ export function loads(bytes: Uint8Array): unknown {
   return sharedDecoder.decode(bytes);
 }
 
-/** The `pickle` serializer; its encoder buffer is reused across messages. */
-export function pickleSerializer(): Serializer {
+/**
+ * The `pickle` serializer; its encoder buffer is reused across messages.
+ * With `lossless`, values decode so that they encode back to the same Python
+ * values (see {@link PickleDecoderOptions}): what a manager server holds for
+ * Python clients comes back as Python stored it.
+ */
+export function pickleSerializer(options: PickleDecoderOptions = {}): Serializer {
   const encoder = new PickleEncoder();
-  const decoder = new PickleDecoder();
+  const decoder = new PickleDecoder(options);
   return {
     encode: (value) => encoder.encode(value),
     decode: (bytes) => decoder.decode(bytes),

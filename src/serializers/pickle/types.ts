@@ -182,3 +182,49 @@ export class Tuple<T = unknown> extends Array<T> {
     return tuple;
   }
 }
+
+/**
+ * A Python `float` whose value is integral (`1.0`, `-3.0`, `1e20`): a plain
+ * integral `number` is sent as an `int`, so decoding with the `lossless`
+ * option gives these floats this wrapper, and encoding writes it as a float.
+ * It converts to its number (`+x`, arithmetic, `x.value`).
+ *
+ * @example
+ * ```ts
+ * await conn.send(new PyFloat(1)); // Python receives 1.0, not 1
+ * const x = new PyFloat(2.5);
+ * console.log(x.value + 1, String(new PyFloat(3))); // 3.5 '3.0'
+ * ```
+ */
+export class PyFloat {
+  constructor(
+    /** The float's value. */
+    readonly value: number,
+  ) {}
+
+  valueOf(): number {
+    return this.value;
+  }
+
+  /** As Python prints it: `1.0`, `1e+20`, `inf`. */
+  toString(): string {
+    return formatPyFloat(this.value);
+  }
+}
+
+/** Python's `repr(float)`: the shortest text that reads back the same, in Python's spelling. */
+export function formatPyFloat(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (x === Infinity) return 'inf';
+  if (x === -Infinity) return '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const abs = Math.abs(x);
+  // Python switches to exponent notation below 1e-4 and from 1e16 on (float_repr_style 'short').
+  if (abs >= 1e16 || abs < 1e-4) {
+    const [mantissa, exponent] = x.toExponential().split('e') as [string, string];
+    const exp = Number(exponent);
+    return `${mantissa}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  const text = String(x);
+  return /[.e]/.test(text) ? text : `${text}.0`;
+}
