@@ -7,3 +7,39 @@
 export { Kwargs, kwargs, Token } from './protocol.js';
 export { currentCall } from './context.js';
 export type { CallContext } from './context.js';
+export { ManagerClient } from './client.js';
+export type { ManagerClientOptions } from './client-options.js';
+export { Proxy } from './proxy.js';
+export type {
+  AcquirerProxy,
+  AnyProxy,
+  ArrayProxy,
+  BarrierProxy,
+  ConditionProxy,
+  DictProxy,
+  EventProxy,
+  ListProxy,
+  NamespaceProxy,
+  ProxyMethod,
+  QueueProxy,
+  ValueProxy,
+} from './proxy.js';
+export { ManagerServer } from './server.js';
+export type { ManagerCallable, ManagerServerOptions, RegisterOptions } from './server.js';
+export {
+  SharedArray,
+  SharedBarrier,
+  SharedBoundedSemaphore,
+  SharedCondition,
+  SharedDict,
+  SharedEvent,
+  SharedIterator,
+  SharedJoinableQueue,
+  SharedList,
+  SharedLock,
+  SharedNamespace,
+  SharedQueue,
+  SharedRLock,
+  SharedSemaphore,
+  SharedValue,
+} from './sync/index.js';
