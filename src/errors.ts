@@ -5,12 +5,13 @@
  * | class                  | codes                                                        |
  * |------------------------|--------------------------------------------------------------|
  * | `EOFError`             | `ERR_EOF`                                                    |
- * | `ProtocolError`        | `ERR_TRUNCATED`, `ERR_MESSAGE_TOO_LONG`, `ERR_BAD_LENGTH`, `ERR_DECODE` |
+ * | `ProtocolError`        | `ERR_TRUNCATED`, `ERR_MESSAGE_TOO_LONG`, `ERR_BAD_LENGTH`, `ERR_DECODE`, `ERR_BAD_REPLY` |
  * | `AuthenticationError`  | `ERR_AUTH`                                                   |
  * | `BufferTooShort`       | `ERR_BUFFER_TOO_SHORT`                                       |
  * | `ConnectionStateError` | `ERR_CLOSED`, `ERR_NOT_READABLE`, `ERR_READ_ONLY`, `ERR_WRITE_ONLY` |
  * | `UnpicklingError`      | `ERR_UNPICKLING`                                             |
  * | `RemoteError`          | `ERR_REMOTE`                                                 |
+ * | `MpconnError`          | `ERR_NO_FILENO`, `ERR_TOO_MANY_PENDING` (a Listener's `'acceptError'` over `maxPending`) |
  *
  * @module
  */
@@ -64,13 +65,14 @@ export class EOFError extends MpconnError {
  * const code: ProtocolErrorCode = 'ERR_TRUNCATED';
  * ```
  */
-export type ProtocolErrorCode = 'ERR_TRUNCATED' | 'ERR_MESSAGE_TOO_LONG' | 'ERR_BAD_LENGTH' | 'ERR_DECODE';
+export type ProtocolErrorCode = 'ERR_TRUNCATED' | 'ERR_MESSAGE_TOO_LONG' | 'ERR_BAD_LENGTH' | 'ERR_DECODE' | 'ERR_BAD_REPLY';
 
 /**
  * The byte stream broke the framing rules: it ended inside a frame
  * (`ERR_TRUNCATED`), a frame was longer than allowed (`ERR_MESSAGE_TOO_LONG`),
  * a header carried an impossible length (`ERR_BAD_LENGTH`), or a payload could
- * not be decoded by the serializer (`ERR_DECODE`, with the raw bytes in `.data`).
+ * not be decoded by the serializer (`ERR_DECODE`, with the raw bytes in `.data`),
+ * or a manager server's reply is not one the manager protocol allows (`ERR_BAD_REPLY`).
  *
  * @example
  * ```ts
@@ -106,10 +108,49 @@ export class ProtocolError extends MpconnError {
  * ```
  */
 export class AuthenticationError extends MpconnError {
-  constructor(message: string, options?: ErrorOptions) {
+  /** Why the handshake failed, stable across releases (the message may change). */
+  readonly reason: AuthenticationReason;
+
+  constructor(message: string, options?: ErrorOptions & { reason?: AuthenticationReason }) {
     super('ERR_AUTH', message, options);
+    this.reason = options?.reason ?? 'failed';
   }
 }
+
+/**
+ * Why an {@link AuthenticationError} happened:
+ *
+ * - `'wrong-key'`: the peer's digest did not match ours (it has a different authkey);
+ * - `'rejected'`: the peer rejected our digest (`#FAILURE#`: it has a different authkey);
+ * - `'no-challenge'`: the peer sent something else than a challenge (is it running without an authkey?);
+ * - `'bad-message'`: a challenge or reply that breaks the protocol (too short, unknown digest, wrong length);
+ * - `'timeout'`: the handshake did not finish in time (`authTimeout`, `timeout`);
+ * - `'closed'`: the peer closed the connection during the handshake;
+ * - `'protocol'`: the peer broke the framing rules (e.g. a message over the 256-byte handshake cap);
+ * - `'tls'`: the TLS handshake failed;
+ * - `'key-required'`: the peer sent a challenge to a connection that has no authkey;
+ * - `'failed'`: anything else.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await Client(address, { authkey: 'secret' });
+ * } catch (err) {
+ *   if (err instanceof AuthenticationError && err.reason === 'no-challenge') console.error('the listener has no authkey');
+ * }
+ * ```
+ */
+export type AuthenticationReason =
+  | 'wrong-key'
+  | 'rejected'
+  | 'no-challenge'
+  | 'bad-message'
+  | 'timeout'
+  | 'closed'
+  | 'protocol'
+  | 'tls'
+  | 'key-required'
+  | 'failed';
 
 /**
  * `recvBytesInto` received a message larger than the space left in the

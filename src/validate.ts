@@ -34,6 +34,15 @@ export function sliceForSend(buf: unknown, offset: unknown, size: unknown): Uint
   return start === 0 && count === n ? bytes : bytes.subarray(start, start + count);
 }
 
+/** An optional nesting limit: a positive integer, or `Infinity` for none. */
+export function depthLimit(value: unknown, what = 'maxDepth'): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') throw new TypeError(`${what} must be a number, not ${describe(value)}`);
+  if (value === Infinity) return value;
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${what} must be a positive integer or Infinity, got ${value}`);
+  return value;
+}
+
 /**
  * A timeout in milliseconds: `undefined`/`null` means none (wait forever, as
  * Python's `None`), a negative value counts as 0, `Infinity` is allowed.

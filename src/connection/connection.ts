@@ -11,7 +11,16 @@ import {
 } from '../errors.js';
 import { Notifier, readiness, type Readiness } from '../readiness.js';
 import { resolveSerializer, type ResolvedSerializer, type SerializerOption } from '../serializers/index.js';
-import { abortSignal, byteCount, bytesOf, options as optionsOf, sliceForSend, timeoutMs } from '../validate.js';
+import {
+  abortSignal,
+  byteCount,
+  bytesOf,
+  depthLimit,
+  describe,
+  options as optionsOf,
+  sliceForSend,
+  timeoutMs,
+} from '../validate.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { FrameWriter } from './frame-writer.js';
 import { Queue } from '../queue.js';
@@ -30,6 +39,32 @@ export interface ConnectionOptions {
   serializer?: SerializerOption;
   /** Longest message `recv*` accepts, in bytes. Default: the platform's Buffer limit. */
   maxMessageSize?: number;
+  /**
+   * Deepest nesting of containers `recv()` decodes with the built-in
+   * serializers (arrays, objects and maps; lists, tuples, dicts, sets and
+   * objects in a pickle). A deeper message rejects with `ProtocolError`
+   * `ERR_DECODE` (`UnpicklingError` for pickle) and the connection stays
+   * usable. Default 10,000, more than any CPython encoder writes; `Infinity`
+   * for no limit. A custom serializer sets its own limits.
+   */
+  maxDepth?: number;
+}
+
+/**
+ * Options of {@link Connection.close}.
+ *
+ * @example
+ * ```ts
+ * await conn.close({ timeout: 1_000 }); // flush for at most 1 s, then drop what is left
+ * ```
+ */
+export interface CloseOptions {
+  /**
+   * Milliseconds to spend flushing queued frames before giving up: then the
+   * connection is destroyed, frames not yet handed to the OS are dropped and
+   * their sends reject. Default 30000; `Infinity` (or `null`) waits as long as it takes.
+   */
+  timeout?: number | null;
 }
 
 /**
@@ -89,6 +124,16 @@ const MESSAGE_OVERHEAD = 64;
 
 const DEFAULT_MAX_MESSAGE_SIZE = bufferConstants.MAX_LENGTH;
 const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
+/** How long `close()` (and `await using`) flushes to a peer that does not read before destroying. */
+export const DEFAULT_CLOSE_TIMEOUT = 30_000;
+
+/**
+ * Internal: `conn[limitFrames](count, max)` caps the next `count` frames at
+ * `max` bytes as soon as their headers arrive (the handshake's 256 bytes).
+ */
+export const limitFrames = Symbol('mpconn.limitFrames');
+/** Internal: how many received messages are waiting to be taken (a Listener drops queued peers that left with none). */
+export const bufferedMessages = Symbol('mpconn.bufferedMessages');
 
 /**
  * A message-oriented connection: Python's `multiprocessing.connection.Connection`.
@@ -147,7 +192,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       throw new TypeError('Connection needs a Duplex stream');
     }
     const maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#serializer = resolveSerializer(opts.serializer);
+    this.#serializer = resolveSerializer(opts.serializer, depthLimit(opts.maxDepth));
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
@@ -158,6 +203,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         header: (length) => this.#onHeader(length),
         frame: (payload, direct) => this.#onFrame(payload, direct),
         error: (err) => this.#onFramingError(err),
+        targetLost: (length) => this.#onTargetLost(length),
       },
       maxMessageSize,
     );
@@ -206,11 +252,21 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (state !== null) return Promise.reject(state);
     let bytes: Uint8Array;
     try {
-      bytes = this.#serializer.encode(obj);
+      const encoded: unknown = this.#serializer.encode(obj);
+      // A custom serializer may return any view (DataView, Int32Array, a
+      // Buffer slice of a pool) or an ArrayBuffer: send exactly its bytes.
+      if (!(encoded instanceof Uint8Array)) {
+        if (!ArrayBuffer.isView(encoded) && !(encoded instanceof ArrayBuffer) && !(encoded instanceof SharedArrayBuffer)) {
+          throw new TypeError(
+            `serializer.encode() must return a Uint8Array (or another ArrayBufferView or an ArrayBuffer), not ${describe(encoded)}`,
+          );
+        }
+      }
+      bytes = bytesOf(encoded, 'the encoded message');
+      return this.#writer.write(bytes, this.#serializer.sharedOutput);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#writer.write(bytes, this.#serializer.sharedOutput);
   }
 
   /**
@@ -354,17 +410,82 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   /**
    * Closes this side: pending receives reject with `ERR_CLOSED`, frames already
    * queued are flushed, then the stream ends. Idempotent.
+   *
+   * Flushing waits for the peer to read what is queued, for at most
+   * `timeout` ms (default 30 s); then the connection is destroyed as by
+   * {@link destroy}. Python's `close()` never waits (it closes the socket and
+   * the kernel delivers what it already has); here frames still queued in
+   * this process are delivered too, unless the peer stops reading.
+   *
+   * @example
+   * ```ts
+   * await conn.close();                    // flush (at most 30 s), then end
+   * await conn.close({ timeout: 0 });      // hand the OS what it takes now, drop the rest
+   * await conn.close({ timeout: Infinity }); // flush however long it takes
+   * ```
    */
-  close(): Promise<void> {
+  close(options?: CloseOptions): Promise<void> {
     if (this.#closing !== null) return this.#closing;
-    this.#closing = this.#writer.end().then(() => {
-      this.#stream.destroy();
-    });
-    const waiting = this.#receivers.drain();
-    if (waiting.length > 0) {
-      const err = closedError();
-      for (const r of waiting) this.#settleError(r, err);
+    let timeout: number;
+    try {
+      const opts = optionsOf(options, 'options');
+      timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_CLOSE_TIMEOUT);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    const flushed = this.#writer.end();
+    this.#closing = new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.#stream.destroy();
+        resolve();
+      };
+      void flushed.then(finish);
+      if (timeout !== Infinity) {
+        timer = setTimeout(() => {
+          this.#writer.fail(() => closeTimedOut(timeout));
+          finish();
+        }, timeout);
+        // The stream itself keeps the process alive while it has something to write.
+        timer.unref();
+      }
+    });
+    this.#stopReceiving(closedError());
+    return this.#closing;
+  }
+
+  /**
+   * Ends the connection now, without flushing: pending receives and sends
+   * reject with `reason` (default: a `ConnectionStateError` `ERR_CLOSED`
+   * saying it was destroyed), frames not yet handed to the OS are dropped,
+   * and the stream is destroyed. Idempotent; also ends a `close()` that is
+   * still flushing.
+   *
+   * @example
+   * ```ts
+   * conn.destroy();                         // pending calls reject with ERR_CLOSED
+   * conn.destroy(new Error('shutting down')); // ... or with this reason
+   * ```
+   */
+  destroy(reason?: unknown): void {
+    const err = reason ?? destroyedError();
+    this.#writer.fail(err instanceof Error ? err : () => err as Error);
+    if (this.#closing === null) {
+      this.#closing = Promise.resolve();
+      this.#writer.end();
+      this.#stopReceiving(err);
+    }
+    this.#stream.destroy();
+  }
+
+  /** This side is closing: pending receives reject with `err`, buffered messages are dropped. */
+  #stopReceiving(err: unknown): void {
+    const waiting = this.#receivers.drain();
+    for (const r of waiting) this.#settleError(r, err);
     this.#inbox.drain();
     this.#inboxCost = 0;
     // Keep reading (and dropping) while our frames flush: a peer that is
@@ -375,7 +496,6 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       this.#stream.resume();
     }
     this.#ready.notify();
-    return this.#closing;
   }
 
   /** Receives messages until the peer closes (or this side does). */
@@ -392,9 +512,23 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     }
   }
 
-  /** `await using conn = await Client(...)` closes it at the end of the block. */
+  /**
+   * `await using conn = await Client(...)` closes it at the end of the block,
+   * as `close()` does: flushing for at most 30 s, so leaving the block never
+   * waits forever on a peer that stopped reading.
+   */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** @internal See {@link limitFrames}. */
+  [limitFrames](count: number, max: number): void {
+    this.#decoder.limitNext(count, max);
+  }
+
+  /** @internal See {@link bufferedMessages}. */
+  [bufferedMessages](): number {
+    return this.#inbox.length;
   }
 
   /** @internal For `wait()`: ready when a message or the end of the stream is waiting. */
@@ -606,7 +740,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
           throw challengeHint(payload) ?? err;
         }
       case Kind.Into: {
-        const room = view!.byteLength - offset;
+        const room = Math.max(0, view!.byteLength - offset);
         if (payload.length > room) throw new BufferTooShort(payload, room);
         view!.set(payload, offset);
         return payload.length;
@@ -652,6 +786,21 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       this.#stream.pause();
     }
     this.#ready.notify();
+  }
+
+  /** The buffer a `recvBytesInto` was filling went away (detached, shrunk): that receive fails, the frame is skipped. */
+  #onTargetLost(length: number): void {
+    const r = this.#receivers.peek();
+    if (r === undefined || !r.filling) return;
+    this.#receivers.shift();
+    r.filling = false;
+    r.disarm?.();
+    r.reject(
+      new TypeError(
+        `recvBytesInto: the buffer was detached or resized while a ${length}-byte message was being written into it; ` +
+          'that message is lost (the connection goes on with the next one)',
+      ),
+    );
   }
 
   /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
@@ -700,6 +849,17 @@ function closedError(): ConnectionStateError {
   return new ConnectionStateError('ERR_CLOSED', 'the connection is closed');
 }
 
+function destroyedError(): ConnectionStateError {
+  return new ConnectionStateError('ERR_CLOSED', 'the connection was destroyed (conn.destroy()) before this call could finish');
+}
+
+function closeTimedOut(ms: number): ConnectionStateError {
+  return new ConnectionStateError(
+    'ERR_CLOSED',
+    `close() stopped flushing after ${ms} ms (the peer was not reading) and dropped the frames still queued; this one was not sent`,
+  );
+}
+
 function notReadableError(): ConnectionStateError {
   return new ConnectionStateError(
     'ERR_NOT_READABLE',
@@ -712,6 +872,7 @@ function challengeHint(payload: Buffer): AuthenticationError | null {
   if (!payload.subarray(0, CHALLENGE_PREFIX.length).equals(CHALLENGE_PREFIX)) return null;
   return new AuthenticationError(
     'the peer sent an authentication challenge: it requires an authkey (pass { authkey } to Client or Listener.listen)',
+    { reason: 'key-required' },
   );
 }
 

@@ -11,6 +11,17 @@ export const EAGER_ALLOCATION_LIMIT = 1 << 20;
 /** Largest length a 4-byte header carries; CPython switches to `-1` + 8 bytes above it. */
 export const MAX_SHORT_FRAME = 0x7fffffff;
 
+/**
+ * Pieces of a long payload at least this long are kept as views of the chunk
+ * they arrived in; shorter ones are copied into blocks. Every chunk is a
+ * Buffer of its own with a few hundred bytes of bookkeeping, so keeping a
+ * peer's one-byte writes as pieces would cost hundreds of times their size.
+ */
+const PIECE_MIN = 16 * 1024;
+/** Blocks grow with the payload (fewer pieces to join), within these bounds. */
+const BLOCK_MIN = 64 * 1024;
+const BLOCK_MAX = 1 << 20;
+
 export interface FrameHandler {
   /**
    * A header was read. Return a view of exactly `length` bytes to receive the
@@ -20,6 +31,12 @@ export interface FrameHandler {
   header(length: number): Uint8Array | null | false;
   /** A whole payload. `direct` when it was written into the view `header` returned. */
   frame(payload: Buffer, direct: boolean): void;
+  /**
+   * The view `header` returned (or `attachTarget` was given) can no longer
+   * hold the payload: its buffer was detached or shrunk. The rest of that
+   * frame is skipped; decoding goes on with the next one.
+   */
+  targetLost?(length: number): void;
   /** The stream broke the framing rules; decoding has stopped. */
   error(err: ProtocolError): void;
 }
@@ -56,15 +73,33 @@ export class FrameDecoder {
   #direct = false;
   /** Pieces of a long payload, joined when the frame is complete. */
   #pieces: Buffer[] = [];
+  /** Where small chunks of a long payload are copied, and how much of it is used. */
+  #block: Buffer | null = null;
+  #blockUsed = 0;
+  /** The rest of the current frame is dropped (its target was lost). */
+  #skipping = false;
+  /** The next `#capCount` frames may be at most `#capMax` bytes (the handshake's cap). */
+  #capCount = 0;
+  #capMax = Infinity;
 
   constructor(handler: FrameHandler, maxMessageSize: number) {
     this.#handler = handler;
     this.#maxMessageSize = maxMessageSize;
   }
 
-  /** Payload length of the frame being read, or -1 between frames. */
+  /** Payload length of the frame being read, or -1 between frames (and while a lost frame is skipped). */
   get currentFrameLength(): number {
-    return this.#state === State.Payload ? this.#length : -1;
+    return this.#state === State.Payload && !this.#skipping ? this.#length : -1;
+  }
+
+  /**
+   * The next `count` frames may carry at most `max` bytes, checked as soon as
+   * each header is read: a handshake reads a few short messages, and a peer
+   * that announces a huge one must not make us take it in first.
+   */
+  limitNext(count: number, max: number): void {
+    this.#capCount = count;
+    this.#capMax = max;
   }
 
   /** True when no byte of a next frame has arrived. */
@@ -93,7 +128,8 @@ export class FrameDecoder {
    * at the end. Returns false when no frame is under way or it has a view already.
    */
   attachTarget(view: Uint8Array): boolean {
-    if (this.#state !== State.Payload || this.#direct || view.byteLength !== this.#length) return false;
+    if (this.#state !== State.Payload || this.#direct || this.#skipping || view.byteLength !== this.#length) return false;
+    this.#sealBlock();
     if (this.#target !== null) {
       view.set(this.#target.subarray(0, this.#got));
     } else {
@@ -111,6 +147,13 @@ export class FrameDecoder {
 
   detachTarget(): void {
     if (!this.#direct || this.#target === null) return;
+    if (this.#target.byteLength !== this.#length) {
+      // Its buffer was detached too: what arrived went with it, so the frame cannot be kept.
+      this.#target = null;
+      this.#direct = false;
+      this.#skipping = true;
+      return;
+    }
     const arrived = Buffer.from(this.#target.subarray(0, this.#got));
     this.#target = null;
     this.#direct = false;
@@ -168,10 +211,14 @@ export class FrameDecoder {
         }
         case State.Payload: {
           const take = Math.min(this.#length - this.#got, end - pos);
-          if (this.#target !== null) {
+          // A caller's buffer can be detached (transferred) or shrunk under us at any time.
+          if (this.#direct && this.#target!.byteLength !== this.#length) this.#loseTarget();
+          if (this.#skipping) {
+            // dropped
+          } else if (this.#target !== null) {
             this.#target.set(chunk.subarray(pos, pos + take), this.#got);
           } else {
-            this.#pieces.push(chunk.subarray(pos, pos + take));
+            this.#gather(chunk, pos, take);
           }
           this.#got += take;
           pos += take;
@@ -206,6 +253,18 @@ export class FrameDecoder {
    * Returns the position to go on from, or -1 when decoding stopped.
    */
   #beginPayload(length: number, chunk: Buffer, pos: number): number {
+    if (this.#capCount > 0) {
+      this.#capCount--;
+      if (length > this.#capMax) {
+        this.#fail(
+          new ProtocolError(
+            'ERR_MESSAGE_TOO_LONG',
+            `handshake message of ${length === Infinity ? 'more than 2**53' : length} bytes is longer than the ${this.#capMax}-byte cap`,
+          ),
+        );
+        return -1;
+      }
+    }
     if (length > this.#maxMessageSize) {
       this.#fail(
         new ProtocolError(
@@ -239,6 +298,12 @@ export class FrameDecoder {
   }
 
   #completePayload(): void {
+    if (this.#skipping) {
+      this.#release();
+      this.#state = State.Header;
+      return;
+    }
+    this.#sealBlock();
     let payload: Buffer;
     const direct = this.#direct;
     if (this.#target !== null) {
@@ -258,6 +323,50 @@ export class FrameDecoder {
     this.#target = null;
     this.#direct = false;
     this.#pieces = [];
+    this.#block = null;
+    this.#blockUsed = 0;
+    this.#skipping = false;
+  }
+
+  /** `take` bytes of a long payload from `chunk` at `pos`: kept as a view when large, else copied into a block. */
+  #gather(chunk: Buffer, pos: number, take: number): void {
+    if (take >= PIECE_MIN) {
+      this.#sealBlock();
+      this.#pieces.push(chunk.subarray(pos, pos + take));
+      return;
+    }
+    let got = this.#got;
+    while (take > 0) {
+      if (this.#block === null) {
+        const size = Math.min(this.#length - got, Math.max(BLOCK_MIN, Math.min(got, BLOCK_MAX)));
+        this.#block = Buffer.allocUnsafe(size);
+        this.#blockUsed = 0;
+      }
+      const n = Math.min(take, this.#block.length - this.#blockUsed);
+      chunk.copy(this.#block, this.#blockUsed, pos, pos + n);
+      this.#blockUsed += n;
+      pos += n;
+      take -= n;
+      got += n;
+      if (this.#blockUsed === this.#block.length) this.#sealBlock();
+    }
+  }
+
+  /** The block in use becomes a piece (what of it is filled). */
+  #sealBlock(): void {
+    if (this.#block === null) return;
+    if (this.#blockUsed > 0) this.#pieces.push(this.#block.subarray(0, this.#blockUsed));
+    this.#block = null;
+    this.#blockUsed = 0;
+  }
+
+  /** The payload's target was detached or shrunk: tell the handler, and drop the rest of the frame. */
+  #loseTarget(): void {
+    this.#target = null;
+    this.#direct = false;
+    this.#pieces = [];
+    this.#skipping = true;
+    this.#handler.targetLost?.(this.#length);
   }
 
   #fail(err: ProtocolError): void {

@@ -126,14 +126,22 @@ export class FrameWriter {
     return new Promise<void>((resolve, reject) => {
       const stream = this.#stream;
       // Corked, the header and the payload leave in one writev: never apart.
+      // Uncorked whatever happens: a stream left corked holds every later frame.
       stream.cork();
-      stream.write(header.subarray(0, headerLength));
-      stream.write(payload, (err) => {
-        if (err) reject(this.error ?? err);
-        else if (yieldTurn !== undefined) yieldTurn.then(resolve);
-        else resolve();
-      });
-      stream.uncork();
+      try {
+        stream.write(header.subarray(0, headerLength));
+        stream.write(payload, (err) => {
+          if (err) reject(this.error ?? err);
+          else if (yieldTurn !== undefined) yieldTurn.then(resolve);
+          else resolve();
+        });
+      } catch (err) {
+        // The header may be out without its payload: the stream can carry no more frames.
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+        reject(err);
+      } finally {
+        stream.uncork();
+      }
     });
   }
 

@@ -99,6 +99,35 @@ export function inetParts(address: Address): { host: string; port: number } {
   return { host, port };
 }
 
+/**
+ * Longest Unix socket path the OS takes, in bytes: `sun_path` holds 108 bytes
+ * on Linux (104 on macOS and the BSDs) including the terminating NUL. Longer,
+ * libuv would bind or connect a silently truncated path.
+ */
+export const MAX_UNIX_PATH = (process.platform === 'linux' ? 108 : 104) - 1;
+
+/**
+ * Checks a Unix socket path (or `'\0abstract'` name) before it reaches the
+ * OS: an embedded NUL would cut it short (and a listener would bind a prefix
+ * nobody connects to), and a path over `MAX_UNIX_PATH` bytes would be truncated.
+ */
+export function checkUnixPath(path: string, what = 'Unix socket path'): void {
+  const abstract = path.startsWith('\0');
+  if (path.indexOf('\0', abstract ? 1 : 0) !== -1) {
+    throw new TypeError(`${what} ${JSON.stringify(path)} contains a NUL byte (only an abstract name's first byte may be NUL)`);
+  }
+  const length = Buffer.byteLength(path);
+  if (length > MAX_UNIX_PATH) {
+    throw Object.assign(
+      new RangeError(
+        `${what} is ${length} bytes long, over the ${MAX_UNIX_PATH}-byte limit of ${process.platform} ` +
+          `(the kernel's sun_path): use a shorter path, e.g. in a directory closer to / (${JSON.stringify(path.slice(0, 60))}…)`,
+      ),
+      { code: 'ENAMETOOLONG' },
+    );
+  }
+}
+
 /** Private directories made by `arbitraryAddress` and not yet claimed, each with its exit-time removal. */
 const privateDirs = new Map<string, () => void>();
 let pipeCounter = 0;

@@ -3,10 +3,10 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticateToListener, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
-import { Connection, type ConnectionOptions } from '../connection/index.js';
+import { Connection, limitFrames, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
-import { type Address, addressType, checkFamily, type Family, inetParts } from './address.js';
+import { abortSignal, byteCount, depthLimit, options as optionsOf, timeoutMs } from '../validate.js';
+import { type Address, addressType, checkFamily, checkUnixPath, type Family, inetParts } from './address.js';
 
 /**
  * Options of {@link Client}.
@@ -34,6 +34,9 @@ export interface ClientOptions extends ConnectionOptions {
 }
 
 const DEFAULT_TIMEOUT = 20_000;
+/** CPython reads every handshake message with this cap. */
+const MAX_HANDSHAKE_MESSAGE = 256;
+const HANDSHAKE_FRAMES = 3;
 
 /**
  * Connects to a Listener (or a Python `multiprocessing.connection.Listener`)
@@ -55,15 +58,27 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const signal = abortSignal(opts.signal);
   resolveSerializer(opts.serializer);
   byteCount(opts.maxMessageSize, 'maxMessageSize');
+  depthLimit(opts.maxDepth);
   if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
+  if (family === 'AF_UNIX') checkUnixPath(address as string);
+  // Before the connect timer is armed: a bad port thrown from inside the connect would leave it running.
+  if (family === 'AF_INET') inetParts(address);
   if (signal?.aborted) throw signal.reason;
 
   const started = Date.now();
   const socket = await connectSocket(address, family, opts.tls, timeout, signal);
-  const conn = new Connection(socket, { serializer: opts.serializer, maxMessageSize: opts.maxMessageSize });
+  const conn = new Connection(socket, {
+    serializer: opts.serializer,
+    maxMessageSize: opts.maxMessageSize,
+    maxDepth: opts.maxDepth,
+  });
   if (authkey !== null) {
+    // The three messages a Client reads in the handshake (challenge, verdict,
+    // the reply to our challenge) are capped from their headers on, so a
+    // listener announcing a huge first message costs us nothing.
+    conn[limitFrames](HANDSHAKE_FRAMES, MAX_HANDSHAKE_MESSAGE);
     const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (Date.now() - started));
-    await authenticateToListener(conn, authkey, left, signal, timeout);
+    await authenticateToListener(conn, authkey, left, signal, timeout, family !== 'AF_INET');
   }
   return conn;
 }

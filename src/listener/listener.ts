@@ -1,21 +1,23 @@
 import { EventEmitter, once } from 'node:events';
 import { rmSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { authenticatePeer, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
-import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { AuthenticationError, ConnectionStateError, ProtocolError } from '../errors.js';
+import { bufferedMessages, Connection, limitFrames, type ConnectionOptions } from '../connection/index.js';
+import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../errors.js';
 import { Notifier, readiness, type Readiness } from '../readiness.js';
 import { Queue } from '../queue.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, byteCount, options as optionsOf, timeoutMs } from '../validate.js';
+import { abortSignal, byteCount, depthLimit, options as optionsOf, timeoutMs } from '../validate.js';
 import {
   type Address,
   addressType,
   arbitraryAddress,
   checkFamily,
+  checkUnixPath,
   claimPrivateDir,
   defaultFamily,
   type Family,
@@ -46,6 +48,16 @@ export interface ListenerOptions extends ConnectionOptions {
   authTimeout?: number | null;
   /** TLS for `AF_INET`: the server's key and certificate, and so on. */
   tls?: tls.TlsOptions;
+  /**
+   * Most connections held between the OS handing them over and `accept()`
+   * taking them: those still in their handshake plus those queued for
+   * `accept()`. Each holds a file descriptor, so without a bound a flood of
+   * silent peers could exhaust the process's. Beyond it the oldest is
+   * dropped (handshakes first, then queued connections) and reported as an
+   * `'acceptError'` event with code `ERR_TOO_MANY_PENDING`. Default 511,
+   * or the `backlog` when that is larger: as many again as the kernel queues.
+   */
+  maxPending?: number;
 }
 
 /**
@@ -72,10 +84,17 @@ interface Acceptor {
 interface Arrival {
   conn: Connection;
   peer: Address;
+  /** Stops watching for the peer leaving while queued. */
+  leave?: () => void;
 }
 
 const DEFAULT_BACKLOG = 511;
 const DEFAULT_AUTH_TIMEOUT = 20_000;
+/** A small `backlog` (CPython's is 1) must not shrink it: clients that got past the kernel's queue are already here. */
+const DEFAULT_MAX_PENDING = 511;
+/** CPython reads every handshake message with this cap; a Listener reads three (reply, challenge, verdict). */
+const MAX_HANDSHAKE_MESSAGE = 256;
+const HANDSHAKE_FRAMES = 3;
 
 /**
  * A bound, listening socket that hands out connections: Python's
@@ -83,6 +102,12 @@ const DEFAULT_AUTH_TIMEOUT = 20_000;
  * concurrently and `accept()` only ever sees authenticated peers; a peer whose
  * handshake fails is closed and reported as a `'handshakeError'` event
  * `(err, peer)`, and never stops the server.
+ *
+ * `'acceptError'` `(err, peer)` reports connections the Listener could not
+ * take or keep: an error of the listening socket (`EMFILE`, `ENFILE`:
+ * out of file descriptors), or a pending peer dropped over `maxPending`
+ * (`ERR_TOO_MANY_PENDING`). Unlike `'error'`, it needs no listener: nothing
+ * a peer does can crash the process.
  *
  * @example
  * ```ts
@@ -101,7 +126,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
   readonly #connectionOptions: ConnectionOptions;
   readonly #arrivals = new Queue<Arrival>();
   readonly #acceptors = new Queue<Acceptor>();
-  readonly #handshaking = new Set<Connection>();
+  readonly #handshaking = new Map<Connection, Address>();
+  readonly #maxPending: number;
   readonly #ready = new Notifier();
   #lastAccepted: Address | null = null;
   #closed = false;
@@ -132,8 +158,10 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     // `null` is Python's None: no limit (as CPython, whose Listener has none). Left out, the default applies.
     const authTimeout =
       opts.authTimeout === null ? Infinity : (timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT);
+    const maxPending = Math.max(1, byteCount(opts.maxPending, 'maxPending') ?? Math.max(backlog, DEFAULT_MAX_PENDING));
     resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
     byteCount(opts.maxMessageSize, 'maxMessageSize');
+    depthLimit(opts.maxDepth);
     if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
 
     const server =
@@ -150,7 +178,17 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       const info = server.address() as net.AddressInfo;
       bound = [info.address, info.port];
     } else {
-      const path = addr as string;
+      let path = addr as string;
+      if (family === 'AF_UNIX') {
+        checkUnixPath(path);
+        // Bound (and later removed) by absolute path: libuv removes the path
+        // it was given, relative to the cwd at close time, so after a chdir a
+        // relative path would name someone else's file.
+        if (!path.startsWith('\0')) {
+          path = resolvePath(path);
+          checkUnixPath(path, 'Unix socket path (made absolute)');
+        }
+      }
       const privateDir = family === 'AF_UNIX' ? claimPrivateDir(path) : null;
       try {
         server.listen({ path, backlog });
@@ -162,9 +200,10 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       bound = path;
       if (family === 'AF_UNIX' && !path.startsWith('\0')) removeFiles = socketFileRemover(path, privateDir);
     }
-    return new Listener(server, bound, family, authkey, authTimeout, removeFiles, {
+    return new Listener(server, bound, family, authkey, authTimeout, maxPending, removeFiles, {
       serializer: opts.serializer,
       maxMessageSize: opts.maxMessageSize,
+      maxDepth: opts.maxDepth,
     });
   }
 
@@ -174,10 +213,12 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     family: Family,
     authkey: Uint8Array | null,
     authTimeout: number,
+    maxPending: number,
     removeFiles: (() => void) | null,
     connectionOptions: ConnectionOptions,
   ) {
     super();
+    this.#maxPending = maxPending;
     this.#server = server;
     this.#address = address;
     this.#family = family;
@@ -190,11 +231,15 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     if (secure) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
         socket.destroy(); // Node leaves it open after a handshake timeout: the listener must close it
-        this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err }), peerOf(socket, family));
+        this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err, reason: 'tls' }), peerOf(socket, family));
       });
     }
-    // Errors on the listening socket after bind (rare: the OS refusing accept) must not crash the process.
-    server.on('error', () => {});
+    // Errors on the listening socket after bind (the OS refusing accept:
+    // EMFILE, ENFILE, ENOBUFS) must not crash the process: they are reported
+    // as 'acceptError', which, unlike 'error', nobody has to listen to. libuv
+    // does not spin on them: at EMFILE it accepts and closes what is queued
+    // (with a spare descriptor it keeps for that) and waits for new peers.
+    server.on('error', (err: Error) => this.emit('acceptError', err, null));
   }
 
   /** The bound address: `[host, port]` with the real port for `AF_INET`, else the path or pipe name. */
@@ -267,7 +312,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       acceptor.disarm?.();
       acceptor.reject(err);
     }
-    const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking];
+    const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking.keys()];
     this.#handshaking.clear();
     this.#ready.notify();
     await Promise.all(pending.map((conn) => conn.close()));
@@ -308,16 +353,18 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     }
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
     const peer = peerOf(socket, this.#family);
+    this.#makeRoom();
     const conn = new Connection(socket, this.#connectionOptions);
     if (this.#authkey === null) {
-      this.#arrive({ conn, peer });
+      this.#arrive({ conn, peer }, socket);
       return;
     }
-    this.#handshaking.add(conn);
+    this.#handshaking.set(conn, peer);
+    conn[limitFrames](HANDSHAKE_FRAMES, MAX_HANDSHAKE_MESSAGE);
     authenticatePeer(conn, this.#authkey, this.#authTimeout).then(
       () => {
-        if (!this.#handshaking.delete(conn)) return; // closed meanwhile
-        this.#arrive({ conn, peer });
+        if (!this.#handshaking.delete(conn)) return; // closed or dropped meanwhile
+        this.#arrive({ conn, peer }, socket);
       },
       (err: AuthenticationError | ProtocolError) => {
         const wasPending = this.#handshaking.delete(conn);
@@ -330,7 +377,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     this.emit('handshakeError', err, peer);
   }
 
-  #arrive(arrival: Arrival): void {
+  #arrive(arrival: Arrival, socket: net.Socket): void {
     const acceptor = this.#acceptors.shift();
     if (acceptor !== undefined) {
       acceptor.disarm?.();
@@ -338,10 +385,51 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       return;
     }
     this.#arrivals.push(arrival);
+    // A queued peer that leaves gives its descriptor back at once: dropped
+    // if it sent nothing, else kept (without the socket) so that accept()
+    // still hands over what it sent, as from a Python peer that sent and closed.
+    const left = (): void => {
+      if (arrival.conn[bufferedMessages]() > 0) socket.destroy();
+      else if (this.#arrivals.remove(arrival)) arrival.conn.destroy();
+    };
+    socket.once('end', left);
+    socket.once('close', left);
+    arrival.leave = () => {
+      socket.off('end', left);
+      socket.off('close', left);
+    };
     if (this.#arrivals.length === 1) this.#ready.notify();
   }
 
+  /** One more connection is coming: drop the oldest pending one if that would pass maxPending. */
+  #makeRoom(): void {
+    if (this.#handshaking.size + this.#arrivals.length < this.#maxPending) return;
+    let conn: Connection;
+    let peer: Address | null;
+    const first = this.#handshaking.entries().next();
+    if (!first.done) {
+      [conn, peer] = first.value;
+      this.#handshaking.delete(conn);
+    } else {
+      const oldest = this.#arrivals.shift()!;
+      oldest.leave?.();
+      conn = oldest.conn;
+      peer = oldest.peer;
+    }
+    conn.destroy();
+    this.emit(
+      'acceptError',
+      new MpconnError(
+        'ERR_TOO_MANY_PENDING',
+        `dropped a pending connection: ${this.#maxPending} were already waiting for their handshake or for accept() ` +
+          '(maxPending); accept faster or raise maxPending',
+      ),
+      peer,
+    );
+  }
+
   #handOver(arrival: Arrival): Connection {
+    arrival.leave?.();
     this.#lastAccepted = arrival.peer;
     return arrival.conn;
   }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, describe } from '../validate.js';
+import { byteCount, depthLimit, describe } from '../validate.js';
 import { arbitraryAddress } from './address.js';
 
 /**
@@ -28,6 +28,7 @@ export async function Pipe(duplex = true, options?: ConnectionOptions): Promise<
   if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, not ${describe(duplex)}`);
   resolveSerializer(options?.serializer);
   byteCount(options?.maxMessageSize, 'maxMessageSize');
+  depthLimit(options?.maxDepth);
   const [first, second] = await socketPair();
   return [
     new Connection(first, options, { readable: true, writable: duplex }),

@@ -1,12 +1,16 @@
 import { ProtocolError, UnpicklingError } from '../errors.js';
+import { DEFAULT_MAX_DEPTH, DepthLimitError } from './depth.js';
 import { jsonSerializer } from './json.js';
 import { msgpackSerializer } from './msgpack.js';
 import { pickleSerializer } from './pickle/index.js';
 import type { Serializer, SerializerOption } from './types.js';
 
 export type { Serializer, SerializerOption } from './types.js';
+export { DEFAULT_MAX_DEPTH } from './depth.js';
 export { PyComplex, PyGlobal, PyObject, Tuple, dumps as pickleDumps, loads as pickleLoads } from './pickle/index.js';
 export type { PyObjectKind, PyObjectOptions } from './pickle/index.js';
+export { PyFloat, PickleDecoder, formatPyFloat, pickleSerializer } from './pickle/index.js';
+export type { PickleDecoderOptions } from './pickle/index.js';
 
 /** A serializer as a connection holds it. */
 export interface ResolvedSerializer extends Serializer {
@@ -18,17 +22,19 @@ export interface ResolvedSerializer extends Serializer {
  * The serializer a connection uses. Built-in ones get a fresh instance per
  * connection (their encoder and decoder buffers are reused across messages);
  * their decoding failures become `ProtocolError` `ERR_DECODE` (or
- * `UnpicklingError`) carrying the raw payload, so nothing is lost.
+ * `UnpicklingError`) carrying the raw payload, so nothing is lost. They
+ * reject values nested deeper than `maxDepth` the same way. A custom
+ * serializer decides its own limits.
  */
-export function resolveSerializer(option: SerializerOption | undefined): ResolvedSerializer {
+export function resolveSerializer(option: SerializerOption | undefined, maxDepth = DEFAULT_MAX_DEPTH): ResolvedSerializer {
   switch (option ?? 'msgpack') {
     case 'msgpack':
       // Its encoder's reused buffer is handed out as is (no copy per message): the connection copies it when it must.
-      return { ...guardDecode(msgpackSerializer(), 'msgpack'), sharedOutput: true };
+      return { ...guardDecode(msgpackSerializer(maxDepth), 'msgpack'), sharedOutput: true };
     case 'json':
-      return { ...guardDecode(jsonSerializer(), 'JSON'), sharedOutput: false };
+      return { ...guardDecode(jsonSerializer(maxDepth), 'JSON'), sharedOutput: false };
     case 'pickle':
-      return { ...guardPickle(pickleSerializer()), sharedOutput: false };
+      return { ...guardPickle(pickleSerializer({ maxDepth })), sharedOutput: false };
     default:
       if (
         typeof option === 'object' && option !== null &&
@@ -60,10 +66,13 @@ function guardDecode(serializer: Serializer, name: string): Serializer {
   return withDecodeErrors(
     serializer,
     (cause, bytes) =>
-      new ProtocolError('ERR_DECODE', `message is not valid ${name}: ${(cause as Error).message}`, {
-        cause,
-        data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-      }),
+      new ProtocolError(
+        'ERR_DECODE',
+        cause instanceof DepthLimitError
+          ? `${name} message rejected: ${cause.message}; raise the connection's maxDepth option if this is legitimate`
+          : `message is not valid ${name}: ${(cause as Error).message}`,
+        { cause, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) },
+      ),
   );
 }
 

@@ -1,4 +1,5 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
+import { DEFAULT_MAX_DEPTH, DepthLimitError } from './depth.js';
 import type { Serializer } from './types.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -10,7 +11,9 @@ const SMALL_ARRAY = 16;
 
 // The parts of @msgpack/msgpack 3.x we extend (TypeScript-private, so the
 // extension is made on each instance); test/connection.test.ts (serializers) and
-// test/stress/hostile.test.ts (decode bombs) cover them.
+// test/stress/hostile.test.ts (decode bombs) cover them. Verified against 3.1.x;
+// `internalsMissing` checks them once at load, so a release that renames one
+// fails with a clear error instead of a `.bind` TypeError or silently lossy integers.
 interface EncoderInternals {
   encodeObject(object: unknown, depth: number): void;
   encodeNumber(n: number): void;
@@ -28,8 +31,40 @@ interface DecoderInternals {
   stack: {
     readonly length: number;
     pushArrayState(size: number): void;
+    pushMapState(size: number): void;
     top(): { size: number } | undefined;
   };
+}
+
+/** Which of the internals we extend this @msgpack/msgpack lacks (empty when all are there). */
+function internalsMissing(): string[] {
+  const encoder = new Encoder() as unknown as Record<string, unknown>;
+  const decoder = new Decoder() as unknown as Record<string, unknown>;
+  const stack = decoder.stack as Record<string, unknown> | undefined;
+  const missing: string[] = [];
+  for (const name of ['encodeObject', 'encodeNumber', 'encodeBigInt64', 'doEncode', 'writeU8', 'writeU16', 'writeU32']) {
+    if (typeof encoder[name] !== 'function') missing.push(`Encoder.${name}`);
+  }
+  for (const name of ['readU64', 'readI64']) {
+    if (typeof decoder[name] !== 'function') missing.push(`Decoder.${name}`);
+  }
+  if (typeof stack !== 'object' || stack === null) missing.push('Decoder.stack');
+  else {
+    for (const name of ['pushArrayState', 'pushMapState', 'top']) {
+      if (typeof stack[name] !== 'function') missing.push(`Decoder.stack.${name}`);
+    }
+  }
+  return missing;
+}
+
+const MISSING = internalsMissing();
+
+function checkInternals(): void {
+  if (MISSING.length === 0) return;
+  throw new Error(
+    `mpconn's msgpack serializer needs @msgpack/msgpack 3.1.x; the installed version lacks ${MISSING.join(', ')}. ` +
+      'Install @msgpack/msgpack@~3.1.3 (or use the json or pickle serializer).',
+  );
 }
 
 /**
@@ -40,6 +75,7 @@ interface DecoderInternals {
  * `Set` into `{}` and integers above 2**53 into approximations.
  */
 function createEncoder(): Encoder {
+  checkInternals();
   const encoder = new Encoder();
   const self = encoder as unknown as EncoderInternals;
   const encodeObject = self.encodeObject.bind(encoder);
@@ -71,7 +107,8 @@ function createEncoder(): Encoder {
   return encoder;
 }
 
-function createDecoder(): Decoder {
+function createDecoder(maxDepth: number): Decoder {
+  checkInternals();
   const decoder = new Decoder();
   const self = decoder as unknown as DecoderInternals;
   self.readU64 = () => {
@@ -92,9 +129,18 @@ function createDecoder(): Decoder {
   // room ahead, so room reserved and not yet filled stays within a small
   // multiple of the message. Other arrays start empty and grow as elements
   // arrive (the outer levels keep the speed of preallocation).
+  //
+  // The decoder keeps one stack entry per open container, so counting them
+  // bounds the depth (and with it the stack, which the library never shrinks).
   const stack = self.stack;
   const pushArrayState = stack.pushArrayState.bind(stack);
+  const pushMapState = stack.pushMapState.bind(stack);
+  stack.pushMapState = (size) => {
+    if (stack.length >= maxDepth) throw new DepthLimitError(maxDepth);
+    pushMapState(size);
+  };
   stack.pushArrayState = (size) => {
+    if (stack.length >= maxDepth) throw new DepthLimitError(maxDepth);
     const left = self.view.byteLength - self.pos;
     if (size <= left && (size <= SMALL_ARRAY || stack.length < 2)) {
       pushArrayState(size);
@@ -107,13 +153,13 @@ function createDecoder(): Decoder {
 }
 
 /** The default serializer. Encoder and decoder are created once and reused. */
-export function msgpackSerializer(): Serializer {
+export function msgpackSerializer(maxDepth = DEFAULT_MAX_DEPTH): Serializer {
   // Made on first use: a connection that only moves bytes (or only authenticates) never pays for them.
   let encoder: Encoder | undefined;
   let decoder: Decoder | undefined;
   return {
     // A view of the encoder's reused buffer, valid until the next call (resolveSerializer says so).
     encode: (value) => (encoder ??= createEncoder()).encodeSharedRef(value),
-    decode: (bytes) => (decoder ??= createDecoder()).decode(bytes),
+    decode: (bytes) => (decoder ??= createDecoder(maxDepth)).decode(bytes),
   };
 }

@@ -2,7 +2,7 @@ import { UnpicklingError } from '../../errors.js';
 import { python3Name } from './compat.js';
 import { HIGHEST_PROTOCOL, OP, OPCODE_NAMES } from './opcodes.js';
 import { readEscaped, readLatin1, readRawUnicodeEscape, readUtf8, TextDecodeError } from './text.js';
-import { PyComplex, PyGlobal, PyObject } from './types.js';
+import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple } from './types.js';
 
 /**
  * Decodes pickles of protocols 0 to 5 into JS values, as a stack machine like
@@ -83,6 +83,36 @@ function rebuildBytes(args: unknown[], decoder: PickleDecoder): unknown {
   return NOT_REBUILT;
 }
 
+/** Lossless decoding keeps a bytearray apart from bytes: as the record `bytearray(b'...')`, which encodes back to one. */
+function rebuildByteArray(args: unknown[], decoder: PickleDecoder): unknown {
+  const bytes = rebuildBytes(args, decoder);
+  return decoder.lossless && bytes !== NOT_REBUILT ? byteArrayRecord(bytes as Uint8Array) : bytes;
+}
+
+function byteArrayRecord(bytes: Uint8Array): PyObject {
+  return new PyObject(new PyGlobal('builtins', 'bytearray'), [bytes]);
+}
+
+/** Lossless decoding keeps a frozenset apart from a set: as the record `frozenset([...])`, which encodes back to one. */
+function frozensetRecord(items: unknown[], decoder: PickleDecoder): PyObject {
+  const list = items.slice();
+  decoder.noteItems(list);
+  const record = new PyObject(new PyGlobal('builtins', 'frozenset'), [list]);
+  decoder.nest(record, [list]);
+  return record;
+}
+
+function rebuildFrozenset(args: unknown[], decoder: PickleDecoder): unknown {
+  if (!decoder.lossless) return rebuildSet(args, decoder);
+  if (args.length === 0) return frozensetRecord([], decoder);
+  const [items] = args;
+  if (args.length === 1 && (Array.isArray(items) || items instanceof Set)) {
+    decoder.spend(Array.isArray(items) ? items.length : items.size);
+    return frozensetRecord([...items], decoder);
+  }
+  return NOT_REBUILT;
+}
+
 function rebuildSet(args: unknown[], decoder: PickleDecoder): unknown {
   if (args.length === 0) return new Set();
   const [items] = args;
@@ -95,6 +125,7 @@ function rebuildSet(args: unknown[], decoder: PickleDecoder): unknown {
 
 function toFloat(v: unknown): number | undefined {
   if (typeof v === 'number') return v;
+  if (v instanceof PyFloat) return v.value;
   if (typeof v === 'bigint') return Number(v);
   if (typeof v === 'boolean') return v ? 1 : 0;
   return undefined;
@@ -109,6 +140,8 @@ function rebuildComplex(args: unknown[]): unknown {
 }
 
 function rebuildOrderedDict(args: unknown[], decoder: PickleDecoder): unknown {
+  // Lossless decoding leaves it an `OrderedDict` record, so it goes back as an OrderedDict rather than a dict.
+  if (decoder.lossless) return NOT_REBUILT;
   if (args.length === 0) return decoder.newDict();
   const [pairs] = args;
   if (args.length !== 1 || !Array.isArray(pairs)) return NOT_REBUILT;
@@ -140,9 +173,9 @@ function rebuildList(args: unknown[], decoder: PickleDecoder): unknown {
 const REBUILDS: ReadonlyMap<string, Rebuild> = new Map<string, Rebuild>([
   ['builtins.list', rebuildList],
   ['builtins.set', rebuildSet],
-  ['builtins.frozenset', rebuildSet],
+  ['builtins.frozenset', rebuildFrozenset],
   ['builtins.bytes', rebuildBytes],
-  ['builtins.bytearray', rebuildBytes],
+  ['builtins.bytearray', rebuildByteArray],
   ['builtins.complex', rebuildComplex],
   ['collections.OrderedDict', rebuildOrderedDict],
   [
@@ -212,10 +245,44 @@ function fail(message: string): never {
   throw new Failure(message);
 }
 
+/** Options of a {@link PickleDecoder}. */
+export interface PickleDecoderOptions {
+  /**
+   * Decode so that encoding the result writes the same Python values back:
+   * tuples become `Tuple`, integral floats `PyFloat`, dicts always `Map`
+   * (in order, keys as decoded), bytearray and frozenset the records
+   * `bytearray(b'...')` and `frozenset([...])`, OrderedDict a record.
+   */
+  lossless?: boolean;
+  /**
+   * Deepest nesting of lists, tuples, dicts, sets and objects accepted;
+   * deeper rejects with `UnpicklingError`. Default: no limit (a connection's
+   * `pickle` serializer passes the connection's `maxDepth`, 10,000 by default).
+   */
+  maxDepth?: number;
+}
+
 /**
  * One decoder per serializer; `decode` keeps no state between calls.
  */
 export class PickleDecoder {
+  readonly lossless: boolean;
+
+  constructor(options: PickleDecoderOptions = {}) {
+    this.lossless = options.lossless === true;
+    this.maxDepth = options.maxDepth ?? Infinity;
+  }
+
+  readonly maxDepth: number;
+  /**
+   * Depth of each container that holds containers, recorded as items are
+   * stored (one holding only scalars is 1 and not recorded). Depth grows when
+   * an item is stored, so a container changed through the memo after it was
+   * stored is not re-counted in its holders; what that hides costs bytes of
+   * the pickle per level like any other nesting.
+   */
+  private depths = new Map<object, number>();
+
   private data: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   private view: DataView<ArrayBufferLike> = new DataView(this.data.buffer);
   private pos = 0;
@@ -243,6 +310,7 @@ export class PickleDecoder {
     this.budget = 2 * bytes.byteLength + 4096;
     this.dicts = [];
     this.places = [];
+    this.depths = new Map();
     this.setsWithDicts = [];
     this.opStart = 0;
     this.op = -1;
@@ -261,6 +329,7 @@ export class PickleDecoder {
       this.view = new DataView(this.data.buffer);
       this.dicts = [];
       this.places = [];
+      this.depths = new Map();
       this.setsWithDicts = [];
     }
   }
@@ -285,18 +354,37 @@ export class PickleDecoder {
     return set;
   }
 
+  /** `parent` now holds `items` (from index `from` on): it is one level deeper than its deepest item. */
+  nest(parent: object, items: Iterable<unknown>, from = 0): void {
+    let depth = this.depths.get(parent) ?? 1;
+    const grow = (item: unknown): void => {
+      if (Array.isArray(item) || item instanceof Dict || item instanceof Set || item instanceof PyObject) {
+        const d = (this.depths.get(item) ?? 1) + 1;
+        if (d > depth) depth = d;
+      }
+    };
+    if (Array.isArray(items)) for (let i = from; i < items.length; i++) grow(items[i]);
+    else for (const item of items) grow(item);
+    if (depth === 1) return;
+    if (depth > this.maxDepth) fail(`the value is nested more than ${this.maxDepth} levels deep (maxDepth ${this.maxDepth})`);
+    this.depths.set(parent, depth);
+  }
+
   /** Records the dicts stored in `array` from `from` on. */
   noteItems(array: unknown[], from = 0): void {
+    this.nest(array, array, from);
     if (this.dicts.length === 0) return;
     for (let i = from; i < array.length; i++) if (array[i] instanceof Dict) this.places.push(array, i);
   }
 
   private noteField(record: PyObject, field: 'kwargs' | 'state' | 'dictItems'): void {
+    this.nest(record, [record[field]]);
     if (record[field] instanceof Dict) this.places.push(record, field);
   }
 
   /** Records `set` when one of the `added` items is a dict (only the new items are looked at: sets grow in batches). */
   private noteSet(set: Set<unknown>, added: Iterable<unknown>): void {
+    this.nest(set, added);
     if (this.dicts.length === 0) return;
     for (const item of added) {
       if (item instanceof Dict) {
@@ -321,6 +409,7 @@ export class PickleDecoder {
     } else {
       fail(`cannot set items on ${describe(target)}`);
     }
+    this.nest(dict, items);
     const { keys, values } = dict;
     for (let i = 0; i < items.length; i += 2) {
       const key = items[i];
@@ -350,7 +439,7 @@ export class PickleDecoder {
    * strings, else a Map, in every place it was stored.
    */
   private finish(root: unknown): unknown {
-    for (const dict of this.dicts) dict.result = dict.stringKeys ? {} : new Map();
+    for (const dict of this.dicts) dict.result = dict.stringKeys && !this.lossless ? {} : new Map();
     const places = this.places;
     for (let i = 0; i < places.length; i += 2) {
       const target = places[i] as Record<string | number, unknown>;
@@ -415,7 +504,9 @@ export class PickleDecoder {
           if (value !== NOT_REBUILT) return value;
         }
       }
-      return new PyObject(callable, args, { kind });
+      const record = new PyObject(callable, args, { kind });
+      this.nest(record, args);
+      return record;
     };
 
     for (;;) {
@@ -525,11 +616,11 @@ export class PickleDecoder {
         }
         case OP.FLOAT: {
           const [start, end] = this.line();
-          stack.push(parseFloatText(readLatin1(this.data, start, end)));
+          stack.push(this.float(parseFloatText(readLatin1(this.data, start, end))));
           break;
         }
         case OP.BINFLOAT:
-          stack.push(this.view.getFloat64(this.take(8), false));
+          stack.push(this.float(this.view.getFloat64(this.take(8), false)));
           break;
 
         // Strings and bytes
@@ -574,7 +665,8 @@ export class PickleDecoder {
         case OP.BYTEARRAY8: {
           const n = op === OP.SHORT_BINBYTES ? this.u8() : op === OP.BINBYTES ? this.u32() : this.u64();
           const start = this.take(n);
-          stack.push(this.data.slice(start, start + n));
+          const bytes = this.data.slice(start, start + n);
+          stack.push(op === OP.BYTEARRAY8 && this.lossless ? byteArrayRecord(bytes) : bytes);
           break;
         }
         case OP.NEXT_BUFFER:
@@ -587,11 +679,11 @@ export class PickleDecoder {
         // Containers
         case OP.EMPTY_TUPLE:
         case OP.EMPTY_LIST:
-          stack.push([]);
+          stack.push(op === OP.EMPTY_TUPLE ? this.tuple([]) : []);
           break;
         case OP.TUPLE:
         case OP.LIST: {
-          const items = popMark();
+          const items = op === OP.TUPLE ? this.tuple(popMark()) : popMark();
           this.noteItems(items);
           stack.push(items);
           break;
@@ -601,7 +693,7 @@ export class PickleDecoder {
         case OP.TUPLE3: {
           const n = op - OP.TUPLE1 + 1;
           if (stack.length - fence < n) fail('stack underflow');
-          const items = stack.splice(stack.length - n, n);
+          const items = this.tuple(stack.splice(stack.length - n, n));
           this.noteItems(items);
           stack.push(items);
           break;
@@ -641,7 +733,7 @@ export class PickleDecoder {
           stack.push(new Set());
           break;
         case OP.FROZENSET:
-          stack.push(this.newSet(popMark()));
+          stack.push(this.lossless ? frozensetRecord(popMark(), this) : this.newSet(popMark()));
           break;
         case OP.ADDITEMS: {
           const items = popMark();
@@ -739,6 +831,17 @@ export class PickleDecoder {
           fail(`invalid load key, ${JSON.stringify(String.fromCharCode(op))} (0x${op.toString(16).padStart(2, '0')})`);
       }
     }
+  }
+
+  /** A decoded tuple: a plain array, or (lossless) the same array as a `Tuple`, without copying. */
+  private tuple(items: unknown[]): unknown[] {
+    if (this.lossless) Object.setPrototypeOf(items, Tuple.prototype);
+    return items;
+  }
+
+  /** A decoded float: a number, or (lossless) a `PyFloat` when it is integral, since an integral number encodes as an int. */
+  private float(x: number): number | PyFloat {
+    return this.lossless && Number.isInteger(x) && !Object.is(x, -0) ? new PyFloat(x) : x;
   }
 
   private global(module: string, name: string): PyGlobal {
