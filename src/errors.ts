@@ -226,10 +226,13 @@ export class ConnectionStateError extends MpconnError {
 export class UnpicklingError extends MpconnError {
   /** Byte offset in the pickle where decoding stopped, when known. */
   readonly offset?: number;
+  /** On a connection: the payload that could not be decoded (it was consumed), as `ProtocolError` `ERR_DECODE` has it. */
+  readonly data?: Buffer;
 
-  constructor(message: string, options?: ErrorOptions & { offset?: number }) {
+  constructor(message: string, options?: ErrorOptions & { offset?: number; data?: Buffer }) {
     super('ERR_UNPICKLING', message, options);
     if (options?.offset !== undefined) this.offset = options.offset;
+    if (options?.data !== undefined) this.data = options.data;
   }
 }
 

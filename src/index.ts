@@ -14,7 +14,7 @@
  * @module
  */
 export { Connection } from './connection/index.js';
-export type { ConnectionOptions, RecvOptions } from './connection/index.js';
+export type { CloseOptions, ConnectionOptions, RecvOptions } from './connection/index.js';
 export { Client, connect, Listener, Pipe, addressType, arbitraryAddress } from './listener/index.js';
 export type { AcceptOptions, Address, ClientOptions, Family, InetAddress, ListenerOptions } from './listener/index.js';
 export { answerChallenge, deliverChallenge } from './auth/index.js';
@@ -27,8 +27,9 @@ export {
   ProtocolError,
   UnpicklingError,
 } from './errors.js';
-export type { ConnectionStateCode, ProtocolErrorCode } from './errors.js';
+export type { AuthenticationReason, ConnectionStateCode, ProtocolErrorCode } from './errors.js';
 export { PyComplex, PyGlobal, PyObject, Tuple } from './serializers/index.js';
+export { PyFloat } from './serializers/index.js';
 export type { PyObjectKind, PyObjectOptions } from './serializers/index.js';
 export type { Serializer, SerializerOption } from './serializers/index.js';
 
@@ -85,8 +86,43 @@ export const arbitrary_address = arbitraryAddress;
 export { wait } from './wait/index.js';
 export type { Waitable } from './wait/index.js';
 export { parentConnection, spawn } from './process/index.js';
-export type { SpawnOptions } from './process/index.js';
+export type { SpawnCommand, SpawnOptions, Spawned } from './process/index.js';
 export { RemoteError } from './errors.js';
 export type { RemoteErrorKind } from './errors.js';
 export { Kwargs, kwargs, Token, currentCall } from './managers/index.js';
 export type { CallContext } from './managers/index.js';
+export { ManagerClient, Proxy } from './managers/index.js';
+export type {
+  AcquirerProxy,
+  AnyProxy,
+  ArrayProxy,
+  BarrierProxy,
+  ConditionProxy,
+  DictProxy,
+  EventProxy,
+  ListProxy,
+  ManagerClientOptions,
+  NamespaceProxy,
+  ProxyMethod,
+  QueueProxy,
+  ValueProxy,
+} from './managers/index.js';
+export { ManagerServer } from './managers/index.js';
+export type { ManagerCallable, ManagerServerOptions, RegisterOptions } from './managers/index.js';
+export {
+  SharedArray,
+  SharedBarrier,
+  SharedBoundedSemaphore,
+  SharedCondition,
+  SharedDict,
+  SharedEvent,
+  SharedIterator,
+  SharedJoinableQueue,
+  SharedList,
+  SharedLock,
+  SharedNamespace,
+  SharedQueue,
+  SharedRLock,
+  SharedSemaphore,
+  SharedValue,
+} from './managers/index.js';

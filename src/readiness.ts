@@ -5,7 +5,7 @@
 export const readiness = Symbol('mpconn.readiness');
 
 export interface Readiness {
-  /** Whether the object is ready now (see SPEC: `wait` readiness rules). */
+  /** Whether the object is ready now (the `wait()` readiness rules in the README). */
   ready(): boolean;
   /** Calls `listener` whenever the object may have become ready; returns the unsubscribe function. */
   subscribe(listener: () => void): () => void;

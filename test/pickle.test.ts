@@ -496,6 +496,9 @@ describe('pickle serializer', () => {
           (e: unknown) => e,
         );
         expect(err).to.be.instanceOf(UnpicklingError);
+        // like ProtocolError ERR_DECODE, it hands over the payload it consumed
+        expect((err as UnpicklingError).data).to.deep.equal(Buffer.from(pickleBytes(0x80, 4, 0x8e, u64le(2 ** 40))));
+        expect((err as UnpicklingError).offset).to.be.a('number');
         await a.send('still fine');
         expect(await b.recv()).to.equal('still fine');
       } finally {

@@ -5,7 +5,7 @@ import { answerChallenge, answerThenDeliver, deliverChallenge } from './challeng
 
 /**
  * The handshake a Listener runs on each new connection: deliver, then answer
- * (SPEC §3). Resolves when the peer is authenticated. On failure the
+ * (as CPython's `Listener.accept`). Resolves when the peer is authenticated. On failure the
  * connection is closed and the error is an `AuthenticationError` or, for a
  * reply that broke the framing limits, a `ProtocolError`.
  */

@@ -77,11 +77,12 @@ function guardDecode(serializer: Serializer, name: string): Serializer {
 }
 
 function guardPickle(serializer: Serializer): Serializer {
-  return withDecodeErrors(serializer, (cause) =>
-    cause instanceof UnpicklingError
-      ? cause
-      : new UnpicklingError(`message is not a valid pickle: ${(cause as Error).message}`, { cause }),
-  );
+  return withDecodeErrors(serializer, (cause, bytes) => {
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return cause instanceof UnpicklingError
+      ? new UnpicklingError(cause.message, { cause, data, ...(cause.offset !== undefined ? { offset: cause.offset } : {}) })
+      : new UnpicklingError(`message is not a valid pickle: ${(cause as Error).message}`, { cause, data });
+  });
 }
 
 function describe(value: unknown): string {
