@@ -11,7 +11,8 @@ const SMALL_ARRAY = 16;
 
 // The parts of @msgpack/msgpack 3.x we extend (TypeScript-private, so the
 // extension is made on each instance); test/connection.test.ts (serializers) and
-// test/stress/hostile.test.ts (decode bombs) cover them. Verified against 3.1.x;
+// test/stress/hostile.test.ts (decode bombs) cover them. Verified against 3.1.x, the
+// range package.json pins (~3.1.3);
 // `internalsMissing` checks them once at load, so a release that renames one
 // fails with a clear error instead of a `.bind` TypeError or silently lossy integers.
 interface EncoderInternals {
