@@ -83,3 +83,58 @@ export function describe(value: unknown): string {
   }
   return `${typeof value} ${String(value)}`;
 }
+
+/**
+ * Rejects option names the entry point does not know, naming the closest
+ * known one: a misspelled `authKey` silently ignored would mean a connection
+ * that proceeds unauthenticated. Inherited properties are not looked at (an
+ * options object may be a class instance with methods on its prototype).
+ */
+export function checkOptionNames(opts: object, known: readonly string[], what: string): void {
+  for (const name of Object.keys(opts)) {
+    if (known.includes(name)) continue;
+    const near = nearest(name, known);
+    throw new TypeError(`unknown option '${name}'${near === null ? '' : ` (did you mean '${near}'?)`} in ${what}`);
+  }
+}
+
+/**
+ * `{ authkey: undefined }` is refused: it is what `authkey: process.env.KEY`
+ * gives when the variable is unset, and taking it as "no key" would turn
+ * authentication off silently. `null` (Python's `None`) and leaving the
+ * option out both mean no authentication.
+ */
+export function checkAuthkeyPresent(opts: object, what: string): void {
+  if (Object.prototype.hasOwnProperty.call(opts, 'authkey') && (opts as { authkey?: unknown }).authkey === undefined) {
+    throw new TypeError(
+      `authkey is undefined in ${what} (an unset environment variable?): pass a key, or null for no authentication`,
+    );
+  }
+}
+
+/** The known name closest to `name` (case-insensitive edit distance), if any is close enough to be a likely typo. */
+function nearest(name: string, known: readonly string[]): string | null {
+  const lower = name.toLowerCase();
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(lower, candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}

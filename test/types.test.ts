@@ -18,9 +18,9 @@ const tsc = `${root}node_modules/typescript/bin/tsc`;
 describe('public types (tsc on test/fixtures/types)', function () {
   this.timeout(120_000);
 
-  it('compiles the fixture: wait() keeps the item type, both spawn() forms, misuses are errors', async () => {
+  it('compiles the fixture: wait() keeps the item type, both spawn() forms, typed Listener events, null timeouts, recv({ parse }), misuses are errors', async () => {
     const source = readFileSync(`${fixtures}api.ts`, 'utf8');
-    expect(source.match(/\/\/ @ts-expect-error/g)).to.have.length.of.at.least(8);
+    expect(source.match(/\/\/ @ts-expect-error/g)).to.have.length.of.at.least(18);
     const result = await exec(process.execPath, [tsc, '-p', `${fixtures}tsconfig.json`], { cwd: root }).then(
       () => ({ code: 0, stdout: '' }),
       (err: { code: number; stdout: string }) => err,

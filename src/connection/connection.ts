@@ -15,12 +15,14 @@ import {
   abortSignal,
   byteCount,
   bytesOf,
+  checkOptionNames,
   depthLimit,
   describe,
   options as optionsOf,
   sliceForSend,
   timeoutMs,
 } from '../validate.js';
+import { channels, debug, debugging, publish } from './diagnostics.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { FrameWriter } from './frame-writer.js';
 import { Queue } from '../queue.js';
@@ -78,9 +80,36 @@ export interface CloseOptions {
 export interface RecvOptions {
   /** Abort the receive; it rejects with the signal's reason and no message is lost. */
   signal?: AbortSignal;
-  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no message is lost. */
-  timeout?: number;
+  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no message is lost. `null` or `Infinity`: no limit. */
+  timeout?: number | null;
 }
+
+/**
+ * Options of {@link Connection.recv}: those of every receive, and `parse`,
+ * a validator for the decoded value.
+ *
+ * @example
+ * ```ts
+ * const isJob = (v: unknown): Job => {
+ *   if (typeof v !== 'object' || v === null || typeof (v as Job).id !== 'number') throw new TypeError('not a job');
+ *   return v as Job;
+ * };
+ * const job = await conn.recv({ parse: isJob, timeout: 5_000 }); // job: Job
+ * ```
+ */
+export interface RecvValueOptions<T = unknown> extends RecvOptions {
+  /**
+   * Called with the decoded value; what it returns is what `recv()`
+   * resolves with. If it throws, that one `recv()` rejects with its error:
+   * the message is consumed and the connection stays usable.
+   */
+  parse?: (value: unknown) => T;
+}
+
+const CONNECTION_OPTION_NAMES = ['serializer', 'maxMessageSize', 'maxDepth'] as const;
+const RECV_OPTION_NAMES = ['signal', 'timeout'] as const;
+const RECV_VALUE_OPTION_NAMES = ['signal', 'timeout', 'parse'] as const;
+const CLOSE_OPTION_NAMES = ['timeout'] as const;
 
 /** Which directions a connection may use (one-way `Pipe` ends use one), and how it holds the process. */
 export interface ConnectionMode {
@@ -185,9 +214,20 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     return new Connection(stream, options);
   }
 
-  /** @internal Use `Connection.fromStream`, `Client`, `Listener#accept` or `Pipe`. */
+  /**
+   * The same as {@link Connection.fromStream}.
+   *
+   * @example
+   * ```ts
+   * const conn = new Connection(socket, { serializer: 'json' });
+   * ```
+   */
+  constructor(stream: Duplex, options?: ConnectionOptions);
+  /** @internal One-way `Pipe` ends, and the child's end of a `spawn()` connection. */
+  constructor(stream: Duplex, options: ConnectionOptions | undefined, mode: ConnectionMode);
   constructor(stream: Duplex, options?: ConnectionOptions, mode: ConnectionMode = { readable: true, writable: true }) {
     const opts = optionsOf(options, 'options');
+    checkOptionNames(opts, CONNECTION_OPTION_NAMES, 'connection options');
     if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
       throw new TypeError('Connection needs a Duplex stream');
     }
@@ -303,8 +343,12 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * const msg = await conn.recv<{ id: number }>({ timeout: 5000 });
    * ```
    */
-  recv<T = unknown>(options?: RecvOptions): Promise<T> {
-    return this.#receive(Kind.Value, Infinity, null, 0, options) as Promise<T>;
+  recv<T = unknown>(options?: RecvValueOptions<T>): Promise<T> {
+    const parse = options?.parse;
+    if (parse === undefined) return this.#receive(Kind.Value, Infinity, null, 0, options) as Promise<T>;
+    if (typeof parse !== 'function') return Promise.reject(new TypeError(`parse must be a function, not ${describe(parse)}`));
+    // After the message is taken: a value the validator refuses costs that receive only.
+    return this.#receive(Kind.Value, Infinity, null, 0, options).then((value) => parse(value));
   }
 
   /**
@@ -429,11 +473,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     let timeout: number;
     try {
       const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, CLOSE_OPTION_NAMES, 'close() options');
       timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_CLOSE_TIMEOUT);
     } catch (err) {
       return Promise.reject(err);
     }
     const flushed = this.#writer.end();
+    if (debugging()) debug('connection: close (flushing for at most %s ms)', timeout);
+    publish(channels.connectionClose, () => ({ connection: this, reason: 'close' }));
     this.#closing = new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       let done = false;
@@ -475,6 +522,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     const err = reason ?? destroyedError();
     this.#writer.fail(err instanceof Error ? err : () => err as Error);
     if (this.#closing === null) {
+      if (debugging()) debug('connection: destroyed%s', reason === undefined ? '' : `: ${String((reason as Error)?.message ?? reason)}`);
+      publish(channels.connectionClose, () => ({ connection: this, reason: 'destroy', error: reason }));
       this.#closing = Promise.resolve();
       this.#writer.end();
       this.#stopReceiving(err);
@@ -598,6 +647,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (options !== undefined) {
       try {
         const opts = optionsOf(options, 'options');
+        checkOptionNames(opts, kind === Kind.Value ? RECV_VALUE_OPTION_NAMES : RECV_OPTION_NAMES, 'receive options');
         signal = abortSignal(opts.signal);
         timeout = timeoutMs(opts.timeout);
       } catch (err) {
@@ -805,6 +855,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
   #onFramingError(err: ProtocolError): void {
+    if (debugging()) debug('connection: framing error %s: %s', err.code, err.message);
+    publish(channels.connectionError, () => ({ connection: this, error: err }));
     this.#readEndOnce = true;
     this.#endReading(err);
   }

@@ -5,7 +5,17 @@ import { authenticateToListener, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
 import { Connection, limitFrames, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, byteCount, depthLimit, options as optionsOf, timeoutMs } from '../validate.js';
+import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
+import {
+  abortSignal,
+  byteCount,
+  checkAuthkeyPresent,
+  checkOptionNames,
+  depthLimit,
+  describe,
+  options as optionsOf,
+  timeoutMs,
+} from '../validate.js';
 import { type Address, addressType, checkFamily, checkUnixPath, type Family, inetParts } from './address.js';
 
 /**
@@ -34,6 +44,7 @@ export interface ClientOptions extends ConnectionOptions {
 }
 
 const DEFAULT_TIMEOUT = 20_000;
+const CLIENT_OPTION_NAMES = ['serializer', 'maxMessageSize', 'maxDepth', 'family', 'authkey', 'timeout', 'signal', 'tls'] as const;
 /** CPython reads every handshake message with this cap. */
 const MAX_HANDSHAKE_MESSAGE = 256;
 const HANDSHAKE_FRAMES = 3;
@@ -49,7 +60,16 @@ const HANDSHAKE_FRAMES = 3;
  * ```
  */
 export async function Client(address: Address, options?: ClientOptions): Promise<Connection> {
+  if (arguments.length > 2 || (options !== undefined && options !== null && typeof options !== 'object')) {
+    // Python's positional Client(address, family, authkey): silently ignoring the key would connect unauthenticated.
+    throw new TypeError(
+      `Client(address, options) takes its options as one object, as Client(address, { family, authkey }), not ${describe(options)}` +
+        (arguments.length > 2 ? ' and more arguments (Python positional form)' : ''),
+    );
+  }
   const opts = optionsOf(options, 'options');
+  checkOptionNames(opts, CLIENT_OPTION_NAMES, 'Client() options');
+  checkAuthkeyPresent(opts, 'Client() options');
   const family = opts.family !== undefined ? checkFamily(opts.family) : checkFamily(addressType(address));
   if (addressType(address) !== family) throw new TypeError(`address ${JSON.stringify(address)} is not an ${family} address`);
   const authkey = ownAuthkey(opts.authkey);
@@ -72,13 +92,23 @@ export async function Client(address: Address, options?: ClientOptions): Promise
     maxMessageSize: opts.maxMessageSize,
     maxDepth: opts.maxDepth,
   });
+  if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
+  publish(channels.clientConnect, () => ({ connection: conn, address, family }));
   if (authkey !== null) {
     // The three messages a Client reads in the handshake (challenge, verdict,
     // the reply to our challenge) are capped from their headers on, so a
     // listener announcing a huge first message costs us nothing.
     conn[limitFrames](HANDSHAKE_FRAMES, MAX_HANDSHAKE_MESSAGE);
     const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (Date.now() - started));
-    await authenticateToListener(conn, authkey, left, signal, timeout, family !== 'AF_INET');
+    try {
+      await authenticateToListener(conn, authkey, left, signal, timeout, family !== 'AF_INET');
+    } catch (err) {
+      if (debugging()) debug('client: handshake with %s failed: %s', showAddress(address), (err as Error)?.message);
+      publish(channels.handshakeError, () => ({ side: 'client', error: err, peer: address }));
+      throw err;
+    }
+    if (debugging()) debug('client: handshake with %s ok', showAddress(address));
+    publish(channels.handshakeOk, () => ({ side: 'client', connection: conn, peer: address }));
   }
   return conn;
 }

@@ -4,5 +4,5 @@ export type { Address, Family, InetAddress } from './address.js';
 export { Client, connect } from './client.js';
 export type { ClientOptions } from './client.js';
 export { Listener } from './listener.js';
-export type { AcceptOptions, ListenerOptions } from './listener.js';
+export type { AcceptOptions, ListenerEvents, ListenerOptions } from './listener.js';
 export { Pipe } from './pipe.js';

@@ -11,7 +11,17 @@ import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError }
 import { Notifier, readiness, type Readiness } from '../readiness.js';
 import { Queue } from '../queue.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { abortSignal, byteCount, depthLimit, options as optionsOf, timeoutMs } from '../validate.js';
+import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
+import {
+  abortSignal,
+  byteCount,
+  checkAuthkeyPresent,
+  checkOptionNames,
+  depthLimit,
+  describe,
+  options as optionsOf,
+  timeoutMs,
+} from '../validate.js';
 import {
   type Address,
   addressType,
@@ -71,9 +81,38 @@ export interface ListenerOptions extends ConnectionOptions {
 export interface AcceptOptions {
   /** Abort the accept; it rejects with the signal's reason and no connection is lost. */
   signal?: AbortSignal;
-  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no connection is lost. */
-  timeout?: number;
+  /** Milliseconds to wait; then it rejects with a `TimeoutError` and no connection is lost. `null` or `Infinity`: no limit. */
+  timeout?: number | null;
 }
+
+/**
+ * The events of a {@link Listener} and their arguments.
+ *
+ * @example
+ * ```ts
+ * listener.on('handshakeError', (err, peer) => console.warn('rejected', peer, err.code));
+ * listener.on('acceptError', (err) => console.error('accept failed:', err.message));
+ * ```
+ */
+export interface ListenerEvents {
+  /** A peer whose handshake failed (wrong key, no key, too slow, bad TLS); it was closed. */
+  handshakeError: [err: AuthenticationError | ProtocolError, peer: Address | null];
+  /** A connection the Listener could not take or keep; `peer` is null for errors of the listening socket. */
+  acceptError: [err: Error, peer: Address | null];
+}
+
+/** The option names each entry point knows (a misspelled one is a TypeError, not silently ignored). */
+const CONNECTION_OPTION_NAMES = ['serializer', 'maxMessageSize', 'maxDepth'] as const;
+const LISTENER_OPTION_NAMES = [
+  ...CONNECTION_OPTION_NAMES,
+  'family',
+  'backlog',
+  'authkey',
+  'authTimeout',
+  'tls',
+  'maxPending',
+] as const;
+const ACCEPT_OPTION_NAMES = ['signal', 'timeout'] as const;
 
 interface Acceptor {
   resolve(conn: Connection): void;
@@ -117,7 +156,7 @@ const HANDSHAKE_FRAMES = 3;
  * }
  * ```
  */
-export class Listener extends EventEmitter implements AsyncIterable<Connection>, AsyncDisposable {
+export class Listener extends EventEmitter<ListenerEvents> implements AsyncIterable<Connection>, AsyncDisposable {
   readonly #server: net.Server;
   readonly #address: Address;
   readonly #family: Family;
@@ -145,7 +184,16 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
    * ```
    */
   static async listen(address?: Address | null, options?: ListenerOptions): Promise<Listener> {
+    if (arguments.length > 2 || (options !== undefined && options !== null && typeof options !== 'object')) {
+      // Python's positional Listener(address, family, backlog, authkey).
+      throw new TypeError(
+        `Listener.listen(address, options) takes its options as one object, as { family, backlog, authkey }, not ${describe(options)}` +
+          (arguments.length > 2 ? ' and more arguments (Python positional form)' : ''),
+      );
+    }
     const opts = optionsOf(options, 'options');
+    checkOptionNames(opts, LISTENER_OPTION_NAMES, 'Listener.listen() options');
+    checkAuthkeyPresent(opts, 'Listener.listen() options');
     // As Python's Listener: the family comes from the option, else the address, else the default, and is validated either way.
     const family = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
     const addr = address ?? arbitraryAddress(family);
@@ -218,6 +266,9 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     connectionOptions: ConnectionOptions,
   ) {
     super();
+    if (!(server instanceof net.Server)) {
+      throw new TypeError('a Listener is made with `await Listener.listen(address, options)`, not `new Listener()`');
+    }
     this.#maxPending = maxPending;
     this.#server = server;
     this.#address = address;
@@ -239,7 +290,10 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     // as 'acceptError', which, unlike 'error', nobody has to listen to. libuv
     // does not spin on them: at EMFILE it accepts and closes what is queued
     // (with a spare descriptor it keeps for that) and waits for new peers.
-    server.on('error', (err: Error) => this.emit('acceptError', err, null));
+    server.on('error', (err: Error) => {
+      if (debugging()) debug('listener %s: accept error: %s', showAddress(address), err.message);
+      this.emit('acceptError', err, null);
+    });
   }
 
   /** The bound address: `[host, port]` with the real port for `AF_INET`, else the path or pipe name. */
@@ -277,6 +331,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     let timeout: number | undefined;
     try {
       const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, ACCEPT_OPTION_NAMES, 'accept() options');
       signal = abortSignal(opts.signal);
       timeout = timeoutMs(opts.timeout);
     } catch (err) {
@@ -355,6 +410,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     const peer = peerOf(socket, this.#family);
     this.#makeRoom();
     const conn = new Connection(socket, this.#connectionOptions);
+    if (debugging()) debug('listener %s: accepted a connection from %s', showAddress(this.#address), showAddress(peer));
+    publish(channels.listenerAccept, () => ({ listener: this, connection: conn, peer }));
     if (this.#authkey === null) {
       this.#arrive({ conn, peer }, socket);
       return;
@@ -364,6 +421,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
     authenticatePeer(conn, this.#authkey, this.#authTimeout).then(
       () => {
         if (!this.#handshaking.delete(conn)) return; // closed or dropped meanwhile
+        if (debugging()) debug('listener %s: handshake with %s ok', showAddress(this.#address), showAddress(peer));
+        publish(channels.handshakeOk, () => ({ side: 'listener', connection: conn, peer }));
         this.#arrive({ conn, peer }, socket);
       },
       (err: AuthenticationError | ProtocolError) => {
@@ -374,6 +433,8 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
   }
 
   #reportHandshakeError(err: AuthenticationError | ProtocolError, peer: Address | null): void {
+    if (debugging()) debug('listener %s: handshake with %s failed: %s', showAddress(this.#address), showAddress(peer), err.message);
+    publish(channels.handshakeError, () => ({ side: 'listener', error: err, peer }));
     this.emit('handshakeError', err, peer);
   }
 
@@ -417,6 +478,7 @@ export class Listener extends EventEmitter implements AsyncIterable<Connection>,
       peer = oldest.peer;
     }
     conn.destroy();
+    if (debugging()) debug('listener %s: dropped a pending connection from %s (maxPending)', showAddress(this.#address), showAddress(peer));
     this.emit(
       'acceptError',
       new MpconnError(

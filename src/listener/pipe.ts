@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, depthLimit, describe } from '../validate.js';
+import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../validate.js';
 import { arbitraryAddress } from './address.js';
 
 /**
@@ -26,6 +26,7 @@ import { arbitraryAddress } from './address.js';
  */
 export async function Pipe(duplex = true, options?: ConnectionOptions): Promise<[Connection, Connection]> {
   if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, not ${describe(duplex)}`);
+  checkOptionNames(optionsOf(options, 'options'), ['serializer', 'maxMessageSize', 'maxDepth'], 'Pipe() options');
   resolveSerializer(options?.serializer);
   byteCount(options?.maxMessageSize, 'maxMessageSize');
   depthLimit(options?.maxDepth);

@@ -4,7 +4,7 @@ import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, describe } from '../validate.js';
+import { byteCount, checkOptionNames, describe, options as optionsOf } from '../validate.js';
 
 /**
  * Options of {@link spawn}: Node's spawn options (without `stdio`), the
@@ -57,6 +57,27 @@ export interface Spawned {
   connection: Connection;
 }
 
+/** Node's own spawn options (all but `stdio`, which is spawn()'s: fd 3 carries the connection), then ours. */
+const SPAWN_OPTION_NAMES = [
+  'cwd',
+  'env',
+  'argv0',
+  'detached',
+  'uid',
+  'gid',
+  'serialization',
+  'shell',
+  'windowsVerbatimArguments',
+  'windowsHide',
+  'signal',
+  'timeout',
+  'killSignal',
+  'serializer',
+  'maxMessageSize',
+  'maxDepth',
+  'command',
+] as const;
+
 /** The file descriptor the connection to the parent lives on in the child. */
 const PARENT_FD = 3;
 
@@ -103,6 +124,7 @@ export function spawn(
     if (typeof first.command !== 'string' || first.command === '') {
       throw new TypeError(`spawn({ command, args }) needs command, a program name or path; got ${describe(first.command)}`);
     }
+    checkSpawnOptions(first, [...SPAWN_OPTION_NAMES, 'args'], 'spawn({ command, args }) options');
     const { args: commandArgs = [], ...rest } = first;
     checkArgs(commandArgs, 'args');
     program = first.command;
@@ -111,7 +133,8 @@ export function spawn(
   } else {
     if (typeof first !== 'string') throw new TypeError(`modulePath must be a string, not ${describe(first)}`);
     checkArgs(args, 'args');
-    opts = options ?? {};
+    opts = optionsOf(options, 'options');
+    checkSpawnOptions(opts, SPAWN_OPTION_NAMES, 'spawn() options');
     const command = opts.command;
     if (command !== undefined && (typeof command !== 'string' || command === '')) {
       throw new TypeError(`command must be a program name or path, not ${describe(command)}`);
@@ -120,7 +143,7 @@ export function spawn(
     // A Node child inherits this Node's flags (a loader, --enable-source-maps); another program would not understand them.
     argv = command === undefined ? [...process.execArgv, first, ...args] : [first, ...args];
   }
-  const { serializer, maxMessageSize, command: _command, ...spawnOptions } = opts;
+  const { serializer, maxMessageSize, maxDepth, command: _command, ...spawnOptions } = opts;
   resolveSerializer(serializer);
   byteCount(maxMessageSize, 'maxMessageSize');
   const child = spawnChild(program, argv, {
@@ -133,7 +156,14 @@ export function spawn(
   // unhandled 'error' would end the parent. The connection is ended instead, so whoever waits
   // on it hears of it; code that listens for 'error' itself still gets the event.
   child.on('error', (err) => socket.destroy(err));
-  return { process: child, connection: new Connection(socket, { serializer, maxMessageSize }) };
+  return { process: child, connection: new Connection(socket, { serializer, maxMessageSize, maxDepth }) };
+}
+
+function checkSpawnOptions(opts: object, known: readonly string[], what: string): void {
+  if (Object.prototype.hasOwnProperty.call(opts, 'stdio')) {
+    throw new TypeError(`${what}: stdio is spawn()'s own (fd 3 carries the connection); leave it out`);
+  }
+  checkOptionNames(opts, known, what);
 }
 
 function checkArgs(args: unknown, what: string): void {
