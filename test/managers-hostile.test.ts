@@ -224,6 +224,24 @@ describe('ManagerServer against hostile clients', () => {
     expect(problems).to.deep.equal([]);
   });
 
+  it('refuses an argument nested deeper than the depth limit, so no walk or encoder meets it', async () => {
+    const conn = await accepted();
+    const before = holder.stored.length;
+    // EMPTY_LIST × n, APPEND × (n - 1): a list in a list … 200,000 levels, 400 kB.
+    const n = 200_000;
+    const deep = Buffer.concat([Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61)]);
+    for (const method of ['store', 'echo']) {
+      await conn.sendBytes(requestAround(holderId, method, deep));
+      const [kind, text] = (await within(conn.recv(), 10_000, `reply to a deep ${method}`)) as [string, string];
+      expect(kind, method).to.equal('#TRACEBACK');
+      expect(text, method).to.contain('nested more than');
+    }
+    expect(holder.stored.length).to.equal(before);
+    await conn.send(new Tuple(holderId, 'ping', new Tuple(), {}));
+    expect(await conn.recv()).to.deep.equal(['#RETURN', 'pong']);
+    expect(problems).to.deep.equal([]);
+  });
+
   it('never runs what a pickle names: os.system, subprocess, eval (hand-written and CPython-written)', async () => {
     const marker = join(workdir, 'marker');
     const payloads = exploitPickles(`touch ${marker}`);

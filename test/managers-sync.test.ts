@@ -903,6 +903,7 @@ lock = m.Lock()
 check('lock', (lock.acquire(), lock.acquire(False), lock.acquire(timeout=0.01)), (True, False, False))
 lock.release()
 raises('release unlocked', RuntimeError, lock.release)
+raises('a NaN timeout', ValueError, lambda: lock.acquire(True, float('nan')), ('Invalid value NaN (not a number)',))
 rl = m.RLock()
 rl.acquire(); rl.acquire()
 other = []
@@ -961,10 +962,39 @@ holder['inner'].append(2)
 check('a proxy stored in a dict comes back working', inner[:], [1, 2])
 check('and prints as a proxy', str(holder).startswith("{'inner': <ListProxy object, typeid 'list' at 0x"), True)
 
+shared_lock = m.RLock()
+cl = m.Condition(shared_lock)
+shared_lock.acquire()
+check('Condition(lock) is over that lock of this server', cl.notify(), None)
+shared_lock.release()
+raises('which it then needs owned', RuntimeError, cl.notify)
+cl = m.Condition(lock=m.Lock())
+with cl:
+    check('Condition(lock=...) too', cl.wait(0.01), False)
+del shared_lock, cl
+dp = m.dict(**{'__proto__': [1]})
+dp._callmethod('update', (), {'constructor': 2, 'toString': 3})
+check('keywords named like JS internals are keys', dp.copy(), {'__proto__': [1], 'constructor': 2, 'toString': 3})
+nsp = m.Namespace(**{'__proto__': 5})
+check('and namespace attributes', nsp._callmethod('__getattribute__', ('__proto__',)), 5)
+del dp, nsp
+dz = m.dict()
+dz[-0.0] = 'z'
+check('a -0.0 key stays a float', (repr(dz.copy()), str(dz), repr(dz.keys())), ("{-0.0: 'z'}", "{-0.0: 'z'}", '[-0.0]'))
+from multiprocessing.managers import RemoteError
+def traceback_tail(fn):
+    try:
+        fn()
+    except RemoteError as e:
+        return str(e).strip('-\\n ').splitlines()[-1]
+check('a failed create ends its traceback as Python does', traceback_tail(lambda: m.Semaphore(-1)),
+      'ValueError: semaphore initial value must be >= 0')
+check('and a KeyError with its repr', traceback_tail(lambda: m._create('NoSuchTypeid')), "KeyError: 'NoSuchTypeid'")
+
 shared = m.get_shared()
 shared.put(('from python', sys.version_info[0], sys.version_info[1], 1.0))
 
-del q, d, l, ns, v, a, lock, rl, s, c, e, b, jq, holder, inner, shared, t, ts
+del q, d, l, ns, v, a, lock, rl, s, c, e, b, jq, holder, inner, shared, t, ts, dz
 gc.collect()
 time.sleep(0.1)
 check('objects freed', m._number_of_objects(), start)

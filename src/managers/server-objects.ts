@@ -191,15 +191,26 @@ export class ObjectTable {
   }
 
   #adopt(record: PyObject, isOwnAddress: (address: Address) => boolean): void {
-    const cls = record.callable;
-    if (!(cls instanceof PyGlobal) || cls.module !== REBUILD_PROXY.module || cls.name !== REBUILD_PROXY.name) return;
-    if (record.args.length < 2) return;
-    const token = tokenFromPickle(record.args[1]);
-    if (token === null || !isOwnAddress(token.address)) return;
-    const held = this.#objects.get(token.id) ?? this.#stored.get(token.id);
-    if (held === undefined) return;
+    const own = this.#named(record, isOwnAddress);
+    if (own === null) return;
+    const [token, held] = own;
     if (!this.#stored.has(token.id)) this.#stored.set(token.id, held);
     record.args[1] = tokenToPickle(new Token(token.typeid, token.address, token.id));
+  }
+
+  /** The object a `RebuildProxy` record names, when its token is one of these objects'; else `undefined`. */
+  namedBy(value: unknown, isOwnAddress: (address: Address) => boolean): unknown {
+    return value instanceof PyObject ? this.#named(value, isOwnAddress)?.[1].obj : undefined;
+  }
+
+  #named(record: PyObject, isOwnAddress: (address: Address) => boolean): [Token, HeldObject] | null {
+    const cls = record.callable;
+    if (!(cls instanceof PyGlobal) || cls.module !== REBUILD_PROXY.module || cls.name !== REBUILD_PROXY.name) return null;
+    if (record.args.length < 2) return null;
+    const token = tokenFromPickle(record.args[1]);
+    if (token === null || !isOwnAddress(token.address)) return null;
+    const held = this.#objects.get(token.id) ?? this.#stored.get(token.id);
+    return held === undefined ? null : [token, held];
   }
 
   /** Drops everything (the server closed). */

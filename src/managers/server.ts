@@ -11,7 +11,7 @@ import type { TlsOptions } from 'node:tls';
 import { Listener } from '../listener/index.js';
 import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
-import { PickleDecoder, PyObject, Tuple, pickleDumps } from '../serializers/index.js';
+import { DEFAULT_MAX_DEPTH, PickleDecoder, PyObject, Tuple, pickleDumps } from '../serializers/index.js';
 import { runInCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
@@ -19,6 +19,7 @@ import type { Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, pyRepr, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
 import { isSyncObject, syncRegistrations } from './server-sync.js';
+import { pyRepr as reprValue } from './sync/repr.js';
 
 /**
  * A typeid's factory: called with a `create` request's arguments (and a
@@ -160,8 +161,11 @@ export class ManagerServer implements AsyncDisposable {
   readonly #registry = new Map<string, Registration>();
   readonly #table = new ObjectTable();
   readonly #callers = new Set<Caller>();
-  readonly #plain = new PickleDecoder();
-  readonly #lossless = new PickleDecoder({ lossless: true });
+  // Requests are decoded here, not by the connection, so its depth limit does
+  // not apply: without one, a client's one-byte-per-level bomb becomes a JS
+  // object per byte, and a value no encoder or walk could take back.
+  readonly #plain = new PickleDecoder({ maxDepth: DEFAULT_MAX_DEPTH });
+  readonly #lossless = new PickleDecoder({ lossless: true, maxDepth: DEFAULT_MAX_DEPTH });
   #closing: Promise<void> | null = null;
   #resolveStopped!: () => void;
   readonly #stopped = new Promise<void>((resolve) => {
@@ -466,6 +470,15 @@ export class ManagerServer implements AsyncDisposable {
   async #create(caller: Caller, typeid: string, args: unknown[], kwds: Kwargs | null): Promise<[string, readonly string[]]> {
     const registration = this.#registry.get(typeid);
     if (registration === undefined) throw new ServerFault('KeyError', pyRepr(typeid));
+    if (registration.lossless && typeid === 'Condition') {
+      // Python's `m.Condition(m.Lock())` sends a proxy of this server's own
+      // lock (CPython's server rebuilds it into a proxy calling back into
+      // itself): the lock it names is meant.
+      const isOwn = (address: Address): boolean => this.#isOwnAddress(address);
+      args = args.map((arg) => this.#table.namedBy(arg, isOwn) ?? arg);
+      const lock = kwds === null ? undefined : this.#table.namedBy(kwds['lock'], isOwn);
+      if (lock !== undefined) kwds = new Kwargs({ ...kwds, lock });
+    }
     const callArgs = kwds === null ? args : [...args, kwds];
     let obj: unknown = runInCall(caller.context, () => registration.callable(...callArgs));
     if (isPromise(obj)) obj = await untilGone(obj, caller.context.signal);
@@ -666,8 +679,20 @@ export function tracebackText(err: unknown): string {
   const header = 'Traceback (most recent call last):\n  (mpconn ManagerServer)\n';
   if (err instanceof ServerFault) return `${header}${err.pyType}: ${err.message}\n`;
   if (err instanceof PyObject) {
-    const args = err.args.map((a) => (typeof a === 'string' ? pyRepr(a) : String(a))).join(', ');
-    return `${header}${pyTypeOf(err) ?? 'Exception'}: ${args}\n`;
+    // As Python's format_exception_only: builtins unqualified, then str(exc)
+    // (the one argument itself, a KeyError's repr'd, several as a tuple).
+    const type = pyTypeOf(err) ?? 'Exception';
+    const name = type.startsWith('builtins.') ? type.slice('builtins.'.length) : type;
+    const args = err.args;
+    const text =
+      args.length === 0
+        ? ''
+        : args.length > 1
+          ? reprValue(Tuple.from(args))
+          : typeof args[0] === 'string' && name !== 'KeyError'
+            ? args[0]
+            : reprValue(args[0]);
+    return `${header}${text === '' ? name : `${name}: ${text}`}\n`;
   }
   if (err instanceof Error) {
     const head = `${err.name}: ${err.message}`;

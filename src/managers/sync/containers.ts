@@ -31,7 +31,10 @@ function splitKwargs(args: readonly unknown[]): [unknown[], Record<string, unkno
   if (args.length > 0 && args[args.length - 1] instanceof Kwargs) {
     const kw = args[args.length - 1] as Kwargs;
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(kw)) out[key] = kw[key];
+    // Defined, not assigned: a keyword named `__proto__` (d.update(**{'__proto__': 1})) is a key like any other.
+    for (const key of Object.keys(kw)) {
+      Object.defineProperty(out, key, { value: kw[key], enumerable: true, writable: true, configurable: true });
+    }
     return [args.slice(0, -1), out];
   }
   return [args.slice(), {}];

@@ -331,7 +331,9 @@ export class PyDict {
   /** A `Map` of the same entries in the same order, which pickles as the dict. */
   toMap(): Map<unknown, unknown> {
     const map = new Map<unknown, unknown>();
-    for (const [key, value] of this.#entries.values()) map.set(key, value);
+    // A Map key of -0 becomes +0 (SameValueZero), which pickles as the int 0:
+    // Python's float key -0.0 stays a float as a PyFloat.
+    for (const [key, value] of this.#entries.values()) map.set(Object.is(key, -0) ? new PyFloat(-0) : key, value);
     return map;
   }
 }

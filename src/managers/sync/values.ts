@@ -164,9 +164,9 @@ export function asReal(v: unknown): number | null {
 export function toSeconds(v: unknown, fname: string): number | null {
   if (v === null || v === undefined) return null;
   const s = asReal(v);
-  if (s === null || Number.isNaN(s)) {
-    throw raise.TypeError(`${fname}(): timeout must be a number or None, not '${typeName(v)}'`);
-  }
+  if (s === null) throw raise.TypeError(`${fname}(): timeout must be a number or None, not '${typeName(v)}'`);
+  // What CPython's time conversion raises for a NaN timeout (a lock's acquire).
+  if (Number.isNaN(s)) throw raise.ValueError('Invalid value NaN (not a number)');
   return s;
 }
 
