@@ -99,18 +99,24 @@ export function checkOptionNames(opts: object, known: readonly string[], what: s
 }
 
 /**
- * `{ authkey: undefined }` is refused: it is what `authkey: process.env.KEY`
- * gives when the variable is unset, and taking it as "no key" would turn
- * authentication off silently. `null` (Python's `None`) and leaving the
- * option out both mean no authentication.
+ * `{ authkey: undefined }` means no authentication, as a left-out option and
+ * `null` (Python's `None`) do, but it is also what `authkey: process.env.KEY`
+ * gives when the variable is unset, so it is said once per process as a
+ * warning (`MPCONN_UNDEFINED_AUTHKEY`): turning authentication off should be
+ * visible. Refusing it would surprise code that passes `undefined` for "none",
+ * as TypeScript's optional properties invite.
  */
-export function checkAuthkeyPresent(opts: object, what: string): void {
-  if (Object.prototype.hasOwnProperty.call(opts, 'authkey') && (opts as { authkey?: unknown }).authkey === undefined) {
-    throw new TypeError(
-      `authkey is undefined in ${what} (an unset environment variable?): pass a key, or null for no authentication`,
-    );
-  }
+export function noteUndefinedAuthkey(opts: object, what: string): void {
+  if (undefinedAuthkeyNoted || !Object.prototype.hasOwnProperty.call(opts, 'authkey')) return;
+  if ((opts as { authkey?: unknown }).authkey !== undefined) return;
+  undefinedAuthkeyNoted = true;
+  process.emitWarning(
+    `authkey is undefined in ${what} (an unset environment variable?), so the connection is not authenticated; ` +
+      'pass a key, or null to say there is none',
+    { code: 'MPCONN_UNDEFINED_AUTHKEY' },
+  );
 }
+let undefinedAuthkeyNoted = false;
 
 /** The known name closest to `name` (case-insensitive edit distance), if any is close enough to be a likely typo. */
 function nearest(name: string, known: readonly string[]): string | null {

@@ -9,7 +9,7 @@ import { channels, debug, debugging, publish, showAddress } from '../connection/
 import {
   abortSignal,
   byteCount,
-  checkAuthkeyPresent,
+  noteUndefinedAuthkey,
   checkOptionNames,
   depthLimit,
   describe,
@@ -69,7 +69,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   }
   const opts = optionsOf(options, 'options');
   checkOptionNames(opts, CLIENT_OPTION_NAMES, 'Client() options');
-  checkAuthkeyPresent(opts, 'Client() options');
+  noteUndefinedAuthkey(opts, 'Client() options');
   const family = opts.family !== undefined ? checkFamily(opts.family) : checkFamily(addressType(address));
   if (addressType(address) !== family) throw new TypeError(`address ${JSON.stringify(address)} is not an ${family} address`);
   const authkey = ownAuthkey(opts.authkey);

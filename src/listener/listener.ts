@@ -15,7 +15,7 @@ import { channels, debug, debugging, publish, showAddress } from '../connection/
 import {
   abortSignal,
   byteCount,
-  checkAuthkeyPresent,
+  noteUndefinedAuthkey,
   checkOptionNames,
   depthLimit,
   describe,
@@ -193,7 +193,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     }
     const opts = optionsOf(options, 'options');
     checkOptionNames(opts, LISTENER_OPTION_NAMES, 'Listener.listen() options');
-    checkAuthkeyPresent(opts, 'Listener.listen() options');
+    noteUndefinedAuthkey(opts, 'Listener.listen() options');
     // As Python's Listener: the family comes from the option, else the address, else the default, and is validated either way.
     const family = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
     const addr = address ?? arbitraryAddress(family);
