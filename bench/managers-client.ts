@@ -11,7 +11,11 @@
  * connections), then a `decref` on `del` (a fourth); mpconn's makes two
  * (`create`, then `decref` on release). That difference is part of the figure.
  *
- *   node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH]
+ *   node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2]
+ *
+ * Besides wall time, each side's client CPU per operation (user + system of
+ * the client process only) is printed: on a shared machine it is the steadier
+ * figure. Profile the Node side with `node --cpu-prof dist/bench/managers-client.js --only M1`.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -24,12 +28,13 @@ const { values: opts } = parseArgs({
     runs: { type: 'string' },
     quick: { type: 'boolean', default: false },
     python: { type: 'string' },
+    only: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 if (opts.help) {
-  process.stdout.write('Usage: node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH]\n');
+  process.stdout.write('Usage: node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2]\n');
   process.exit(0);
 }
 const runs = Number(opts.runs ?? (opts.quick ? 3 : 5));
@@ -65,6 +70,7 @@ for line in sys.stdin:
     figure, n = line.split()
     n = int(n)
     t = time.perf_counter()
+    c = time.process_time()
     if figure == 'M1':
         for _ in range(n):
             q.qsize()
@@ -72,7 +78,7 @@ for line in sys.stdin:
         for _ in range(n):
             p = m.Queue()
             del p
-    print((time.perf_counter() - t) * 1e6 / n, flush=True)
+    print('%f %f' % ((time.perf_counter() - t) * 1e6 / n, (time.process_time() - c) * 1e6 / n), flush=True)
 `;
 
 function lines(child: ReturnType<typeof spawn>): () => Promise<string> {
@@ -102,19 +108,29 @@ const manager = await ManagerClient.connect(address, { authkey: AUTHKEY });
 const q = await manager.Queue();
 await q.qsize();
 
-async function nodeRun(figure: Figure, n: number): Promise<number> {
+/** Wall-clock and CPU (user + system) microseconds per operation of one run. */
+interface Sample {
+  wall: number;
+  cpu: number;
+}
+
+async function nodeRun(figure: Figure, n: number): Promise<Sample> {
   const t = performance.now();
+  const c = process.cpuUsage();
   if (figure === 'M1') {
     for (let i = 0; i < n; i++) await q.qsize();
   } else {
     for (let i = 0; i < n; i++) await manager.release(await manager.Queue());
   }
-  return ((performance.now() - t) * 1000) / n;
+  const wall = ((performance.now() - t) * 1000) / n;
+  const cpu = process.cpuUsage(c);
+  return { wall, cpu: (cpu.user + cpu.system) / n };
 }
 
-async function pythonRun(figure: Figure, n: number): Promise<number> {
+async function pythonRun(figure: Figure, n: number): Promise<Sample> {
   pyClient.stdin!.write(`${figure} ${n}\n`);
-  return Number(await pyLine());
+  const [wall, cpu] = (await pyLine()).split(' ').map(Number);
+  return { wall: wall!, cpu: cpu! };
 }
 
 const median = (xs: number[]): number => {
@@ -122,15 +138,17 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-const results: { figure: Figure; node: number; cpython: number }[] = [];
+const results: { figure: Figure; node: Sample; cpython: Sample }[] = [];
+const medianOf = (xs: Sample[]): Sample => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
 try {
-  for (const figure of ['M1', 'M2'] as const) {
+  const figures = (['M1', 'M2'] as const).filter((f) => opts.only === undefined || opts.only.split(',').includes(f));
+  for (const figure of figures) {
     const n = COUNTS[figure];
     // Warm-up (JIT, connection pools, server threads), not measured.
     await nodeRun(figure, Math.ceil(n / 10));
     await pythonRun(figure, Math.ceil(n / 10));
-    const node: number[] = [];
-    const cpython: number[] = [];
+    const node: Sample[] = [];
+    const cpython: Sample[] = [];
     for (let r = 0; r < runs; r++) {
       // Alternate which goes first, so a burst of background load does not land on one side only.
       if (r % 2 === 0) {
@@ -142,7 +160,7 @@ try {
       }
       process.stderr.write('.');
     }
-    results.push({ figure, node: median(node), cpython: median(cpython) });
+    results.push({ figure, node: medianOf(node), cpython: medianOf(cpython) });
   }
 } finally {
   process.stderr.write('\n');
@@ -158,9 +176,12 @@ const names: Record<Figure, string> = {
   M2: 'M2 proxy create + release (Queue())',
 };
 console.log(`Manager client, against a CPython ${pyVersion} SyncManager on 127.0.0.1 (median of ${runs} runs, µs per operation)\n`);
-console.log('| figure | mpconn ManagerClient | CPython client | CPython / mpconn |');
-console.log('|---|---:|---:|---:|');
+console.log('| figure | mpconn ManagerClient | CPython client | CPython / mpconn | client CPU µs/op mpconn | client CPU µs/op CPython |');
+console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
-  console.log(`| ${names[r.figure]} | ${r.node.toFixed(1)} | ${r.cpython.toFixed(1)} | ${(r.cpython / r.node).toFixed(2)} |`);
+  console.log(
+    `| ${names[r.figure]} | ${r.node.wall.toFixed(1)} | ${r.cpython.wall.toFixed(1)} | ${(r.cpython.wall / r.node.wall).toFixed(2)} | ${r.node.cpu.toFixed(1)} | ${r.cpython.cpu.toFixed(1)} |`,
+  );
 }
-console.log('\nA ratio above 1: the Node client takes less time per operation than CPython\'s.');
+console.log("\nA ratio above 1: the Node client takes less time per operation than CPython's.");
+console.log('Client CPU is the client process alone (user + system), the steadier figure on a busy machine.');

@@ -60,6 +60,24 @@ export function stamp(buf: Uint8Array, i: number): void {
   buf[n - 1] = i;
 }
 
+/**
+ * `stamp` for the `n` bytes at `offset` of `buf`, without making a view of
+ * them (the raw coalescing sender stamps frames in place in its batch).
+ */
+export function stampAt(buf: Uint8Array, offset: number, n: number, i: number): void {
+  if (n < 4) return;
+  buf[offset] = i >>> 24;
+  buf[offset + 1] = i >>> 16;
+  buf[offset + 2] = i >>> 8;
+  buf[offset + 3] = i;
+  if (n < 8) return;
+  const e = offset + n;
+  buf[e - 4] = i >>> 24;
+  buf[e - 3] = i >>> 16;
+  buf[e - 2] = i >>> 8;
+  buf[e - 1] = i;
+}
+
 /** crc32 of the message with index `i` and `size` bytes: what a receiver must see last. */
 export function expectedChecksum(size: number, i: number): number {
   const buf = patternBuffer(size);

@@ -156,6 +156,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     configs: [
       { id: 'mpconn', label: 'mpconn', system: 'mpconn', variant: 'bytes' },
       { id: 'raw-write', label: 'raw write', system: 'raw', variant: 'write' },
+      { id: 'raw-promise', label: 'raw promise', system: 'raw', variant: 'promise' },
       { id: 'cpython', label: 'CPython', system: 'cpython', variant: 'bytes' },
       { id: 'ipc-json', label: 'IPC json', system: 'ipc', variant: 'json' },
       { id: 'ipc-advanced', label: 'IPC advanced', system: 'ipc', variant: 'advanced' },
@@ -166,7 +167,9 @@ export const WORKLOADS: WorkloadSpec[] = [
     ],
     ratios: [
       { label: 'mpconn/raw median', target: '≤1.15', compute: (g) => ratioOf(g('mpconn', 'medianUs'), g('raw-write', 'medianUs')) },
-      { label: 'mpconn/raw p99', compute: (g) => ratioOf(g('mpconn', 'p99Us'), g('raw-write', 'p99Us')) },
+      { label: 'mpconn/raw p99', target: '≤1.5', compute: (g) => ratioOf(g('mpconn', 'p99Us'), g('raw-write', 'p99Us')) },
+      { label: 'mpconn/raw promise median', compute: (g) => ratioOf(g('mpconn', 'medianUs'), g('raw-promise', 'medianUs')) },
+      { label: 'raw promise/raw write median', compute: (g) => ratioOf(g('raw-promise', 'medianUs'), g('raw-write', 'medianUs')) },
       { label: 'mpconn/CPython median', compute: (g) => ratioOf(g('mpconn', 'medianUs'), g('cpython', 'medianUs')) },
     ],
     plan: (quick) => ({ ...small(quick, 300), minCount: 1000, minWarmup: 100 }),
@@ -179,7 +182,10 @@ export const WORKLOADS: WorkloadSpec[] = [
       return { medianUs: num(c.medianUs), p99Us: num(c.p99Us) };
     },
     verify: verifyEcho,
-    notes: ['One write per message is already what a ping-pong sends, so the raw coalesced sender would measure the same thing.'],
+    notes: [
+      'One write per message is already what a ping-pong sends, so the raw coalesced sender would measure the same thing.',
+      'raw promise: the same framer with one awaited promise per send and per receive on both sides: the floor of a promise-per-call API.',
+    ],
   },
   {
     id: 'W3',
@@ -253,6 +259,7 @@ export const WORKLOADS: WorkloadSpec[] = [
       { id: 'cpython-auth', label: 'CPython auth', system: 'cpython', variant: 'auth' },
       { id: 'mpconn-noauth', label: 'mpconn no auth', system: 'mpconn', variant: 'noauth' },
       { id: 'cpython-noauth', label: 'CPython no auth', system: 'cpython', variant: 'noauth' },
+      { id: 'raw-auth', label: 'node raw auth', system: 'raw', variant: 'auth' },
       { id: 'raw-floor', label: 'node connect+RTT', system: 'raw', variant: 'floor' },
     ],
     metrics: [
@@ -260,7 +267,8 @@ export const WORKLOADS: WorkloadSpec[] = [
     ],
     ratios: [
       { label: 'mpconn/CPython auth', target: '≤2', compute: (g) => ratioOf(g('mpconn-auth', 'msPerConnect'), g('cpython-auth', 'msPerConnect')) },
-      { label: 'mpconn auth/node floor', compute: (g) => ratioOf(g('mpconn-auth', 'msPerConnect'), g('raw-floor', 'msPerConnect')) },
+      { label: 'mpconn auth/node raw auth', target: '≤1.15', compute: (g) => ratioOf(g('mpconn-auth', 'msPerConnect'), g('raw-auth', 'msPerConnect')) },
+      { label: 'mpconn auth/node connect+RTT', compute: (g) => ratioOf(g('mpconn-auth', 'msPerConnect'), g('raw-floor', 'msPerConnect')) },
       { label: 'mpconn/CPython no auth', compute: (g) => ratioOf(g('mpconn-noauth', 'msPerConnect'), g('cpython-noauth', 'msPerConnect')) },
     ],
     plan: (quick) => ({ calibrate: 20, fixedCount: 0, targetSeconds: quick ? 0.1 : 1, minCount: 40, maxCount: 4000, warmupFraction: 0.1, minWarmup: 10 }),
@@ -273,6 +281,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     },
     notes: [
       'ms per connect over a sequential loop: Client() (with its handshake) then close(); the server accepts and closes.',
+      'node raw auth: net.connect and the same authentication bytes (challenge both ways, HMAC-SHA256), two coalesced writes per side, no mpconn: the floor of an authenticated connect.',
       'node connect+RTT: net.connect, one 4-byte round trip, destroy: the floor any Node client pays.',
     ],
   },

@@ -2,24 +2,28 @@
  * System "raw": the minimal node:net length-prefix framer (bench/raw/framer.ts).
  * Variants: W1/W4 sender `write` (one socket.write per message) or `coalesced`
  * (64 KiB batches of frames); W3/W6 receiver `alloc` (a buffer per message) or
- * `count` (counts bytes only); W2 `write`; W5 `floor` (connect + one round trip).
+ * `count` (counts bytes only); W2 `write` (callbacks) or `promise` (one awaited
+ * promise per send and per receive, both sides); W5 `floor` (connect + one
+ * round trip) or `auth` (the authentication handshake bytes, bench/raw/handshake.ts).
  */
 import { once } from 'node:events';
 import type net from 'node:net';
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { checksum, senderBuffer, smallObject, stamp, type SmallObject } from '../lib/payload.js';
-import { cpuMs, emit, latencySummary, roleArgs, serveCommands, type BenchAddress, type RoleResult, type Transport } from '../lib/role.js';
+import { checksum, senderBuffer, smallObject, stamp, stampAt, type SmallObject } from '../lib/payload.js';
+import { AUTHKEY, cpuMs, emit, latencySummary, roleArgs, serveCommands, type BenchAddress, type RoleResult, type Transport } from '../lib/role.js';
 import { ConnectionQueue, connectRaw, endSocket } from '../lib/sockets.js';
-import { RawDecoder, sendCoalesced, sendEachWrite, sendLarge } from '../raw/framer.js';
+import { PromiseFramer, RawDecoder, sendCoalesced, sendEachWrite, sendLarge } from '../raw/framer.js';
+import { clientHandshake, serverHandshake } from '../raw/handshake.js';
 
 const args = roleArgs();
 const { workload, variant } = args;
+const authkey = Buffer.from(AUTHKEY);
 
-/** Reads frames from `socket` until `total` arrived; `onMessage` sees each (index, payload). */
+/** Reads frames from `socket` until `total` arrived; `onMessage` sees each (index, bytes, start, length). */
 function receiveFrames(
   socket: net.Socket,
   total: number,
-  onMessage: (i: number, payload: Buffer | null, length: number) => void,
+  onMessage: (i: number, bytes: Buffer | null, start: number, length: number) => void,
   delivery: 'message' | 'count' = 'message',
 ): { done: Promise<void>; decoder: RawDecoder } {
   let count = 0;
@@ -30,8 +34,8 @@ function receiveFrames(
     rejectDone = reject;
   });
   const decoder = new RawDecoder(
-    (payload, length) => {
-      onMessage(count, payload, length);
+    (bytes, start, length) => {
+      onMessage(count, bytes, start, length);
       if (++count === total) resolveDone();
     },
     delivery,
@@ -65,8 +69,11 @@ async function server(): Promise<void> {
       queue.server.removeAllListeners('connection');
       queue.server.on('connection', (socket: net.Socket) => {
         if (t === 'tcp') socket.setNoDelay(true);
-        socket.on('data', (d) => socket.write(d));
         socket.on('error', () => {});
+        if (variant === 'auth') {
+          // Like mpconn's server (accept, then close): the server closes once authenticated.
+          serverHandshake(socket, authkey, () => socket.destroy(), () => {});
+        } else socket.on('data', (d) => socket.write(d));
         socket.on('close', () => {
           if (++closed >= target) reached?.();
         });
@@ -87,12 +94,19 @@ async function server(): Promise<void> {
     const socket = await queues.get(spec.transport)!.next();
     const total = spec.warmup + spec.count;
     let result: RoleResult;
-    if (workload === 'W2') {
+    if (workload === 'W2' && variant === 'promise') {
+      const framer = new PromiseFramer(socket);
+      for (let i = 0; i < total; i++) {
+        const m = await framer.recv();
+        await framer.send(m);
+      }
+      result = { echoed: total };
+    } else if (workload === 'W2') {
       let echoed = 0;
-      const { done } = receiveFrames(socket, total, (_i, payload, length) => {
+      const { done } = receiveFrames(socket, total, (_i, bytes, start, length) => {
         const frame = Buffer.allocUnsafe(4 + length);
         frame.writeInt32BE(length, 0);
-        payload!.copy(frame, 4);
+        bytes!.copy(frame, 4, start, start + length);
         socket.write(frame);
         echoed++;
       });
@@ -106,21 +120,22 @@ async function server(): Promise<void> {
       let lastObject: SmallObject | null = null;
       const msgpack = workload === 'W4' ? new Decoder() : null;
       const delivery = variant === 'count' ? 'count' : 'message';
-      const start = (): void => {
+      const startClock = (): void => {
         t0 = performance.now();
         cpu0 = process.cpuUsage();
       };
-      if (spec.warmup === 0) start();
+      if (spec.warmup === 0) startClock();
       const { done, decoder } = receiveFrames(
         socket,
         total,
-        (i, payload, length) => {
+        (i, payload, at, length) => {
           bytes += length;
           if (msgpack !== null) {
-            const obj = msgpack.decode(payload!) as SmallObject;
+            // A plain Uint8Array view: Buffer#subarray goes through the species constructor, slower per message.
+            const obj = msgpack.decode(new Uint8Array(payload!.buffer, payload!.byteOffset + at, length)) as SmallObject;
             if (i === total - 1) lastObject = obj;
-          } else if (i === total - 1 && payload !== null) last = payload;
-          if (i === spec.warmup - 1) start();
+          } else if (i === total - 1 && payload !== null) last = payload.subarray(at, at + length);
+          if (i === spec.warmup - 1) startClock();
         },
         delivery,
       );
@@ -160,8 +175,11 @@ async function client(): Promise<void> {
         if (i === spec.warmup) tTimed = performance.now();
         const t = performance.now();
         const socket = await connectRaw(transport, address);
-        socket.write(ping);
-        await once(socket, 'data');
+        if (variant === 'auth') await clientHandshake(socket, authkey);
+        else {
+          socket.write(ping);
+          await once(socket, 'data');
+        }
         if (i >= spec.warmup) lat[i - spec.warmup] = (performance.now() - t) * 1000;
         socket.destroy();
       }
@@ -171,7 +189,20 @@ async function client(): Promise<void> {
     const socket = await connectRaw(transport, address);
     socket.on('error', () => {});
     let extra: RoleResult = {};
-    if (workload === 'W2') {
+    if (workload === 'W2' && variant === 'promise') {
+      const lat = new Float64Array(spec.count);
+      const out = senderBuffer(spec.size);
+      const framer = new PromiseFramer(socket);
+      let reply: Buffer | null = null;
+      for (let i = 0; i < total; i++) {
+        stamp(out, i);
+        const t = performance.now();
+        await framer.send(out);
+        reply = await framer.recv();
+        if (i >= spec.warmup) lat[i - spec.warmup] = (performance.now() - t) * 1000;
+      }
+      extra = { roundTrips: total, lastReplyChecksum: reply !== null ? checksum(reply) : null, ...latencySummary(lat) };
+    } else if (workload === 'W2') {
       const lat = new Float64Array(spec.count);
       const out = senderBuffer(spec.size);
       let lastReply: number | null = null;
@@ -186,11 +217,11 @@ async function client(): Promise<void> {
           t = performance.now();
           socket.write(frame);
         };
-        const decoder = new RawDecoder((payload) => {
+        const decoder = new RawDecoder((bytes, start, length) => {
           const dt = performance.now() - t;
           if (i >= spec.warmup) lat[i - spec.warmup] = dt * 1000;
           if (++i === total) {
-            lastReply = checksum(payload!);
+            lastReply = checksum(bytes!.subarray(start, start + length));
             resolve();
           } else send();
         });
@@ -203,14 +234,15 @@ async function client(): Promise<void> {
       const payload = senderBuffer(spec.size);
       const fill =
         workload === 'W1'
-          ? (into: Buffer, i: number): number => {
-              payload.copy(into, 0);
-              stamp(into.subarray(0, payload.length), i);
+          ? (into: Buffer, offset: number, i: number): number => {
+              // TypedArray#set is a V8 builtin: for 64 bytes far cheaper than Buffer#copy's native call.
+              into.set(payload, offset);
+              stampAt(into, offset, payload.length, i);
               return payload.length;
             }
-          : (into: Buffer, i: number): number => {
+          : (into: Buffer, offset: number, i: number): number => {
               const bytes = encoder.encodeSharedRef(smallObject(i));
-              into.set(bytes, 0);
+              into.set(bytes, offset);
               return bytes.length;
             };
       const max = workload === 'W1' ? spec.size : 256;

@@ -57,6 +57,34 @@ interface Reference {
   readonly ident: string;
   readonly lane: PinnedLane | null;
   released: boolean;
+  /** Pickled requests of the calls made without arguments, by method name (made on first use). */
+  bare: Map<string, Uint8Array> | null;
+}
+
+/** Most proxies call a handful of methods; a proxy calling more without arguments re-encodes the rest. */
+const MAX_BARE_REQUESTS = 64;
+
+/**
+ * The pickled `(ident, name, (), {})` of a call without arguments. Those bytes
+ * never change for a proxy, and encoding them (two tuples, a dict, the pickle
+ * encoder) was a good part of a call's CPU: they are encoded once and sent as
+ * they are after that (a connection never modifies what it is given to send).
+ */
+function bareRequest(ref: Reference, ident: string, name: string): Uint8Array {
+  let bare = ref.bare;
+  let request = bare?.get(name);
+  if (request === undefined) {
+    request = pickleDumps(encodeRequest(ident, name, [], {}));
+    bare ??= ref.bare = new Map();
+    if (bare.size < MAX_BARE_REQUESTS) bare.set(name, request);
+  }
+  return request;
+}
+
+/** Whether `kwds` has an own enumerable keyword (what `keywordsOf` would send), without making an array of them. */
+function hasOwnKeys(kwds: Record<string, unknown>): boolean {
+  for (const key in kwds) if (Object.hasOwn(kwds, key)) return true;
+  return false;
 }
 
 /**
@@ -562,7 +590,7 @@ export class ManagerClient implements AsyncDisposable {
     }
     const lane = pinned ? new PinnedLane((signal) => this.#openCallConnection(signal)) : null;
     const state: ProxyState = { owner: this.#owner, typeid, id: ident, exposed: Object.freeze([...exposed]), pinned };
-    const ref: Reference = { ident, lane, released: false };
+    const ref: Reference = { ident, lane, released: false, bare: null };
     const proxy = new Proxy(state) as AnyProxy;
     this.#refs.set(state, ref);
     this.#live.add(ref);
@@ -601,29 +629,49 @@ export class ManagerClient implements AsyncDisposable {
       throw new ConnectionStateError('ERR_CLOSED', `the ${state.typeid} proxy ${state.id} was released; it can no longer be called`);
     }
     // Encoded before a connection is taken: a value with no Python counterpart fails here and costs nothing.
-    const request = pickleDumps(encodeRequest(state.id, name, args, kwds));
-    options.signal?.throwIfAborted();
-    let signal = options.signal;
-    let disarm: (() => void) | undefined;
-    if (options.timeout !== undefined && options.timeout !== Infinity) {
-      const controller = new AbortController();
-      disarm = armCancel(options.signal, options.timeout, `manager call ${name}()`, (reason) => controller.abort(reason));
-      signal = controller.signal;
-    }
-    // The signal also cuts a send that waits on a server that stopped reading (a large request).
-    const exchange = (conn: Connection): Promise<unknown> =>
-      untilAborted(
-        (async () => {
-          await conn.sendBytes(request);
-          return conn.recv(signal === undefined ? undefined : { signal });
-        })(),
-        signal,
-      );
+    const request =
+      args.length === 0 && !hasOwnKeys(kwds) ? bareRequest(ref, state.id, name) : pickleDumps(encodeRequest(state.id, name, args, kwds));
     let reply: unknown;
-    try {
-      reply = ref.lane !== null ? await ref.lane.run(signal, exchange) : await this.#pool.run(signal, exchange);
-    } finally {
-      disarm?.();
+    if (options.signal === undefined && (options.timeout === undefined || options.timeout === Infinity)) {
+      // Nothing can abort this call: no controller, no timer, no abort race around the exchange.
+      // The receive is queued with the send (one call in flight per connection, so the next
+      // message is this call's reply) rather than one promise turn after it.
+      const exchange = (conn: Connection): Promise<unknown> => {
+        const sent = conn.sendBytes(request);
+        const reply = conn.recv();
+        return sent.then(
+          () => reply,
+          (err: unknown) => {
+            // The connection is discarded for the failed send; its receive fails with it, unobserved.
+            reply.catch(() => undefined);
+            throw err;
+          },
+        );
+      };
+      reply = ref.lane !== null ? await ref.lane.run(undefined, exchange) : await this.#pool.run(undefined, exchange);
+    } else {
+      options.signal?.throwIfAborted();
+      let signal = options.signal;
+      let disarm: (() => void) | undefined;
+      if (options.timeout !== undefined && options.timeout !== Infinity) {
+        const controller = new AbortController();
+        disarm = armCancel(options.signal, options.timeout, `manager call ${name}()`, (reason) => controller.abort(reason));
+        signal = controller.signal;
+      }
+      // The signal also cuts a send that waits on a server that stopped reading (a large request).
+      const exchange = (conn: Connection): Promise<unknown> =>
+        untilAborted(
+          (async () => {
+            await conn.sendBytes(request);
+            return conn.recv(signal === undefined ? undefined : { signal });
+          })(),
+          signal,
+        );
+      try {
+        reply = ref.lane !== null ? await ref.lane.run(signal, exchange) : await this.#pool.run(signal, exchange);
+      } finally {
+        disarm?.();
+      }
     }
     const { kind, result } = readReply(reply);
     switch (kind) {

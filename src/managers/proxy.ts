@@ -64,6 +64,10 @@ const OWN_MEMBERS: ReadonlySet<PropertyKey> = new Set(['typeid', 'id', 'exposed'
 
 const JsProxy = globalThis.Proxy;
 
+// Shared by every call made without keywords or options (the owner only reads them): two objects fewer per call.
+const NO_KWDS: Record<string, unknown> = Object.freeze({});
+const NO_OPTIONS: CallOptions = Object.freeze({});
+
 /**
  * One object held by a manager server (Python's `BaseProxy`). Every name in
  * `exposed` is also a method: `await q.put('x')` is
@@ -90,9 +94,9 @@ export class Proxy implements AsyncDisposable {
       let fn = methods.get(name);
       if (fn === undefined) {
         fn = (...args: unknown[]): Promise<unknown> => {
-          const last = args.at(-1);
-          if (last instanceof Kwargs) return state.owner.call(wrapped, name, args.slice(0, -1), { ...last }, {});
-          return state.owner.call(wrapped, name, args, {}, {});
+          const last = args.length === 0 ? undefined : args[args.length - 1];
+          if (last instanceof Kwargs) return state.owner.call(wrapped, name, args.slice(0, -1), { ...last }, NO_OPTIONS);
+          return state.owner.call(wrapped, name, args, NO_KWDS, NO_OPTIONS);
         };
         Object.defineProperty(fn, 'name', { value: name });
         methods.set(name, fn);
