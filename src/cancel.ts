@@ -29,3 +29,30 @@ export function armCancel(
   signal?.addEventListener('abort', onAbort, { once: true });
   return disarm;
 }
+
+/**
+ * Settles as `promise` does, or rejects with the signal's reason as soon as it
+ * aborts; what the promise does after that is dropped (its rejection too, so
+ * it is never unhandled). Without a signal it is `promise` itself.
+ */
+export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -8,6 +8,7 @@
  * thread's would.
  */
 import type { Connection } from '../connection/index.js';
+import { untilAborted } from '../cancel.js';
 import { ConnectionStateError } from '../errors.js';
 
 /** Opens one call connection (authenticated, `accept_connection` answered). */
@@ -18,26 +19,6 @@ export type Exchange<T> = (conn: Connection) => Promise<T>;
 
 export function clientClosedError(): ConnectionStateError {
   return new ConnectionStateError('ERR_CLOSED', 'the manager client is closed');
-}
-
-/** Resolves as `promise` does, or rejects with the signal's reason as soon as it aborts. */
-export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 interface Waiter {

@@ -8,7 +8,7 @@
  * a connection of their own, as CPython's client does. Method calls go over
  * call connections (`accept_connection`), one call in flight per connection.
  */
-import { armCancel } from '../cancel.js';
+import { armCancel, untilAborted } from '../cancel.js';
 import type { Connection } from '../connection/index.js';
 import { ConnectionStateError, EOFError, ProtocolError } from '../errors.js';
 import { Client } from '../listener/index.js';
@@ -26,7 +26,7 @@ import {
   type CheckedClientOptions,
   type ManagerClientOptions,
 } from './client-options.js';
-import { CallPool, clientClosedError, PinnedLane, untilAborted } from './client-pool.js';
+import { CallPool, clientClosedError, PinnedLane } from './client-pool.js';
 import { encodeRequest, parseReply, remoteErrorOf, tokenFromPickle } from './protocol.js';
 import {
   Proxy,

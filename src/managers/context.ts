@@ -8,7 +8,24 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 
-/** One method call as the served object sees it. */
+/**
+ * One method call as the served object sees it.
+ *
+ * @example
+ * ```ts
+ * class Inbox {
+ *   #items: unknown[] = [];
+ *   async take(): Promise<unknown> {
+ *     const call = currentCall(); // undefined when the Node program calls it itself
+ *     while (this.#items.length === 0) {
+ *       if (call?.signal.aborted) throw new Error('the caller has gone');
+ *       await new Promise((resolve) => setTimeout(resolve, 10));
+ *     }
+ *     return this.#items.shift();
+ *   }
+ * }
+ * ```
+ */
 export interface CallContext {
   /** Stands for the client connection making the call (Python: the server thread serving it). */
   readonly owner: object;
@@ -21,7 +38,18 @@ const storage = new AsyncLocalStorage<CallContext>();
 /** The owner that stands for the Node program itself, outside any served call. */
 export const LOCAL_OWNER: object = Object.freeze({ name: 'local' });
 
-/** The call being served, or `undefined` outside one. */
+/**
+ * The call a `ManagerServer` is serving, or `undefined` outside one: which
+ * client connection called (`owner`, as a Python server thread owns a lock)
+ * and a `signal` that aborts when that connection closes.
+ *
+ * @example
+ * ```ts
+ * server.register('get_owner_lock', () => ({
+ *   whoami: () => (currentCall()?.owner === undefined ? 'local' : 'a client connection'),
+ * }));
+ * ```
+ */
 export function currentCall(): CallContext | undefined {
   return storage.getStore();
 }

@@ -8,6 +8,7 @@
  * awaited while every other connection is served.
  */
 import type { TlsOptions } from 'node:tls';
+import { untilAborted } from '../cancel.js';
 import { Listener } from '../listener/index.js';
 import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
@@ -481,7 +482,7 @@ export class ManagerServer implements AsyncDisposable {
     }
     const callArgs = kwds === null ? args : [...args, kwds];
     let obj: unknown = runInCall(caller.context, () => registration.callable(...callArgs));
-    if (isPromise(obj)) obj = await untilGone(obj, caller.context.signal);
+    if (isPromise(obj)) obj = await untilAborted(obj, caller.context.signal);
     return this.#hold(typeid, obj, registration);
   }
 
@@ -518,7 +519,7 @@ export class ManagerServer implements AsyncDisposable {
       let result: unknown;
       try {
         result = runInCall(caller.context, () => fn.apply(held.obj, args));
-        if (isPromise(result)) result = await untilGone(result, caller.context.signal);
+        if (isPromise(result)) result = await untilAborted(result, caller.context.signal);
       } catch (err) {
         if (err instanceof PyObject) return encodeReply('#ERROR', err);
         return tracebackReply(err);
@@ -557,7 +558,7 @@ export class ManagerServer implements AsyncDisposable {
     const own = methodOf(held.obj, method === '#GETVALUE' ? '__getvalue__' : method);
     if (own !== undefined) {
       let result: unknown = runInCall(context, () => own.call(held.obj));
-      if (isPromise(result)) result = await untilGone(result, context.signal);
+      if (isPromise(result)) result = await untilAborted(result, context.signal);
       return result;
     }
     if (method === '#GETVALUE') return held.obj;
@@ -727,33 +728,6 @@ function identArg(method: string, args: unknown[]): string {
  * that merely has a `then` method is a value like any other, and awaiting
  * one whose `then` never calls back would hang the connection.
  */
-/**
- * `promise`, or a rejection once `signal` aborts (the caller's connection has
- * gone): a method that ignores the signal and never settles must not keep
- * that connection's loop, and what it holds, alive forever. Whatever the
- * promise does later is dropped.
- */
-function untilGone<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
 function isPromise(value: unknown): value is Promise<unknown> {
   return value instanceof Promise;
 }
