@@ -166,6 +166,35 @@ describe('pickle serializer', () => {
       expect(() => dumps(nest(MAX_DEPTH + 1))).to.throw(RangeError, /nested/);
     });
 
+    it('refuses tuples, dicts and records too deep for the stack with the same clear RangeError, and keeps working', async () => {
+      const deep = (wrap: (v: unknown) => unknown): unknown => {
+        let v: unknown = 0;
+        for (let i = 0; i <= MAX_DEPTH; i++) v = wrap(v);
+        return v;
+      };
+      const values = [
+        deep((v) => new Tuple(v)),
+        deep((v) => new Map([['k', v]])),
+        deep((v) => new PyObject(new PyGlobal('m', 'f'), [v])),
+      ];
+      for (const v of values) {
+        // whichever comes first, the depth check or the end of the stack, the error says what is wrong
+        expect(() => dumps(v)).to.throw(RangeError, /^cannot pickle a value nested/);
+        expect(loads(dumps(new Tuple(1, 'after')))).to.deep.equal([1, 'after']);
+      }
+      // over a connection: that send rejects, the next one arrives
+      const [a, b] = await Pipe(true, { serializer: 'pickle' });
+      try {
+        const err = await a.send(values[2]).then(() => null, (e: unknown) => e);
+        expect(err).to.be.instanceOf(RangeError);
+        await a.send('still fine');
+        expect(await b.recv()).to.equal('still fine');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
     it('round-trips any plain value through loads (property)', () => {
       const key = fc.oneof(fc.string({ unit: 'binary' }), fc.integer(), fc.boolean());
       const { value } = fc.letrec((tie) => ({

@@ -83,6 +83,17 @@ export class PickleEncoder {
       const out = new Uint8Array(this.pos);
       out.set(this.buf.subarray(0, this.pos));
       return out;
+    } catch (err) {
+      // The encoder recurses: a value nested deep enough exhausts the JS stack
+      // before MAX_DEPTH (tuples, dicts and records use more stack per level than
+      // lists, and the caller's own stack counts). Say so, not "Maximum call stack".
+      if (err instanceof RangeError && /call stack/i.test(err.message)) {
+        throw new RangeError(
+          `cannot pickle a value nested this deeply: the stack ran out (lists can nest up to ${MAX_DEPTH} levels; ` +
+            'tuples, dicts, sets and records fewer)',
+        );
+      }
+      throw err;
     } finally {
       this.memo.clear();
       this.keyMemo.clear();
