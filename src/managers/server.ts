@@ -19,7 +19,7 @@ import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, to
 import type { Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, pyRepr, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
-import { isSyncObject, syncRegistrations } from './server-sync.js';
+import { isSyncObject, syncTypeids } from './sync/index.js';
 import { pyRepr as reprValue } from './sync/repr.js';
 
 /**
@@ -209,7 +209,7 @@ export class ManagerServer implements AsyncDisposable {
     );
     try {
       if (sync) {
-        for (const r of syncRegistrations()) server.#register(r.typeid, r.callable, r, true);
+        for (const r of syncTypeids()) server.#register(r.typeid, r.callable, r, true);
       }
       for (const [typeid, callable] of Object.entries(registry ?? {})) server.register(typeid, callable);
     } catch (err) {

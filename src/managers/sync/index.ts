@@ -126,3 +126,29 @@ export function syncTypeids(): SyncTypeid[] {
     },
   ];
 }
+
+// Subclasses (SharedJoinableQueue, SharedBoundedSemaphore) are covered by their bases.
+const SYNC_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object> = [
+  SharedArray,
+  SharedBarrier,
+  SharedCondition,
+  SharedDict,
+  SharedEvent,
+  SharedIterator,
+  SharedList,
+  SharedLock,
+  SharedNamespace,
+  SharedQueue,
+  SharedRLock,
+  SharedSemaphore,
+  SharedValue,
+];
+
+/**
+ * Whether `obj` is one of these classes. A server decodes requests for them
+ * losslessly (a tuple stays a tuple, 1.0 a float), however they were
+ * registered (`() => sharedQueue` too).
+ */
+export function isSyncObject(obj: unknown): boolean {
+  return SYNC_CLASSES.some((cls) => obj instanceof cls);
+}
