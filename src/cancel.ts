@@ -1,5 +1,8 @@
 import { timeoutError } from './errors.js';
 
+/** setTimeout's longest delay. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 /**
  * Arms an optional AbortSignal and timeout for one pending call. `cancel`
  * runs at most once, with the signal's reason or a `TimeoutError`; the
@@ -21,10 +24,15 @@ export function armCancel(
     signal?.removeEventListener('abort', onAbort);
   };
   if (timeout !== undefined && timeout !== Infinity) {
-    timer = setTimeout(() => {
-      disarm();
-      cancel(timeoutError(what, timeout));
-    }, timeout);
+    // setTimeout fires at once for delays past 2**31-1 ms: longer timeouts re-arm.
+    const arm = (left: number): void => {
+      timer = setTimeout(() => {
+        if (left > MAX_DELAY_MS) return arm(left - MAX_DELAY_MS);
+        disarm();
+        cancel(timeoutError(what, timeout));
+      }, Math.min(left, MAX_DELAY_MS));
+    };
+    arm(timeout);
   }
   signal?.addEventListener('abort', onAbort, { once: true });
   return disarm;

@@ -626,6 +626,14 @@ describe('Connection', () => {
       expect(await b.recv()).to.equal('after the timeout');
     });
 
+    it('waits for a timeout longer than setTimeout can hold (2**31 ms and more) instead of firing at once', async () => {
+      const [a, b] = await pipe();
+      const later = b.recv({ timeout: 2 ** 31 + 1000 });
+      expect(await stillPending(later)).to.equal(true);
+      await a.send('in time');
+      expect(await later).to.equal('in time');
+    });
+
     it('accepts AbortSignal.timeout() and rejects with its TimeoutError', async () => {
       const [, b] = await pipe();
       const err = await rejectionOf(b.recv({ signal: AbortSignal.timeout(10) }));
