@@ -4,7 +4,7 @@ import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, checkOptionNames, describe, options as optionsOf } from '../validate.js';
+import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../validate.js';
 
 /**
  * Options of {@link spawn}: Node's spawn options (without `stdio`), the
@@ -144,8 +144,10 @@ export function spawn(
     argv = command === undefined ? [...process.execArgv, first, ...args] : [first, ...args];
   }
   const { serializer, maxMessageSize, maxDepth, command: _command, ...spawnOptions } = opts;
+  // Every connection option is checked before the child starts: a bad one must not leave it orphaned.
   resolveSerializer(serializer);
   byteCount(maxMessageSize, 'maxMessageSize');
+  depthLimit(maxDepth);
   const child = spawnChild(program, argv, {
     ...spawnOptions,
     // 'pipe' beyond stdio 2 is a socketpair on POSIX (a duplex named pipe on Windows).
