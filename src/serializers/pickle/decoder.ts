@@ -354,17 +354,37 @@ export class PickleDecoder {
     return set;
   }
 
-  /** `parent` now holds `items` (from index `from` on): it is one level deeper than its deepest item. */
+  /**
+   * `parent` now holds `items` (from index `from` on): it is one level deeper
+   * than its deepest item. Nothing is tracked without a limit.
+   */
   nest(parent: object, items: Iterable<unknown>, from = 0): void {
+    if (this.maxDepth === Infinity) return;
     let depth = this.depths.get(parent) ?? 1;
-    const grow = (item: unknown): void => {
-      if (Array.isArray(item) || item instanceof Dict || item instanceof Set || item instanceof PyObject) {
-        const d = (this.depths.get(item) ?? 1) + 1;
-        if (d > depth) depth = d;
-      }
-    };
-    if (Array.isArray(items)) for (let i = from; i < items.length; i++) grow(items[i]);
-    else for (const item of items) grow(item);
+    if (Array.isArray(items)) {
+      for (let i = from; i < items.length; i++) depth = this.deeper(items[i], depth);
+    } else {
+      for (const item of items) depth = this.deeper(item, depth);
+    }
+    this.settle(parent, depth);
+  }
+
+  /** `nest` for one item. */
+  private nestOne(parent: object, item: unknown): void {
+    if (this.maxDepth === Infinity) return;
+    this.settle(parent, this.deeper(item, this.depths.get(parent) ?? 1));
+  }
+
+  /** `depth`, or one more than `item`'s depth when `item` is a container and that is more. */
+  private deeper(item: unknown, depth: number): number {
+    if (Array.isArray(item) || item instanceof Dict || item instanceof Set || item instanceof PyObject) {
+      const d = (this.depths.get(item) ?? 1) + 1;
+      if (d > depth) return d;
+    }
+    return depth;
+  }
+
+  private settle(parent: object, depth: number): void {
     if (depth === 1) return;
     if (depth > this.maxDepth) fail(`the value is nested more than ${this.maxDepth} levels deep (maxDepth ${this.maxDepth})`);
     this.depths.set(parent, depth);
@@ -378,7 +398,7 @@ export class PickleDecoder {
   }
 
   private noteField(record: PyObject, field: 'kwargs' | 'state' | 'dictItems'): void {
-    this.nest(record, [record[field]]);
+    this.nestOne(record, record[field]);
     if (record[field] instanceof Dict) this.places.push(record, field);
   }
 
