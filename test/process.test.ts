@@ -1,6 +1,6 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,5 +176,24 @@ while True:
     expect(() => spawn(42 as unknown as string)).to.throw(TypeError);
     expect(() => spawn(fixture('child-echo'), 'x' as unknown as string[])).to.throw(TypeError);
     expect(() => spawn(fixture('child-echo'), [], { serializer: 'yaml' as 'json' })).to.throw(TypeError);
+  });
+
+  it('checks every connection option before starting the child, so a bad one starts nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpconn-spawn-'));
+    try {
+      const marker = join(dir, 'started');
+      const script = join(dir, 'child.cjs');
+      writeFileSync(script, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x');`);
+      for (const bad of [{ maxDepth: 0 }, { maxMessageSize: -1 }, { serializer: 'yaml' as 'json' }]) {
+        expect(() => spawn(script, [], bad)).to.throw();
+      }
+      // a good spawn of the same script does create the marker, so its absence above means something
+      const { process: child, connection } = spawn(script);
+      await exited(child);
+      await connection.close();
+      expect(existsSync(marker)).to.equal(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
