@@ -281,7 +281,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     },
     notes: [
       'ms per connect over a sequential loop: Client() (with its handshake) then close(); the server accepts and closes.',
-      'node raw auth: net.connect and the same authentication bytes (challenge both ways, HMAC-SHA256), two coalesced writes per side, no mpconn: the floor of an authenticated connect.',
+      'node raw auth: net.connect and the same authentication bytes (challenge both ways, HMAC-SHA256), pipelined over Unix sockets only as mpconn does, no mpconn: the floor of an authenticated connect.',
       'node connect+RTT: net.connect, one 4-byte round trip, destroy: the floor any Node client pays.',
     ],
   },

@@ -7,10 +7,12 @@
  * writes twice (server: challenge, then welcome + answer; client: reply +
  * own challenge, then welcome), no promise but the caller's.
  *
- * The client sends its challenge with its answer, as mpconn's client does; the
- * server therefore waits for both before it says `#WELCOME#`, which a CPython
- * client (it sends its challenge only after the welcome) would not do: the two
- * sides are meant for each other only, with no checks beyond the digests.
+ * With `pipeline` (what mpconn's Client does over Unix sockets) the client
+ * sends its challenge with its answer, and the server waits for both before it
+ * says `#WELCOME#` and answers in one write. Without it (mpconn's Client over
+ * TCP, and CPython's client) the client sends its challenge after the welcome,
+ * so the server welcomes first. The two sides are meant for each other only,
+ * with no checks beyond the digests.
  */
 import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -42,16 +44,24 @@ function check(expected: Buffer, got: Buffer): void {
 }
 
 /** Server side: runs on a freshly accepted socket, calls `done` (or `fail`) once the client said `#WELCOME#`. */
-export function serverHandshake(socket: Socket, key: Buffer, done: () => void, fail: (err: Error) => void): void {
+export function serverHandshake(
+  socket: Socket,
+  key: Buffer,
+  pipeline: boolean,
+  done: () => void,
+  fail: (err: Error) => void,
+): void {
   const mine = newMessage();
   let state = 0;
   const decoder = new RawDecoder((bytes, start, length) => {
     const frame = bytes!.subarray(start, start + length);
     if (state === 0) {
       check(answer(key, mine), frame);
+      if (!pipeline) socket.write(frames(WELCOME));
       state = 1;
     } else if (state === 1) {
-      socket.write(frames(WELCOME, answer(key, challengeOf(frame))));
+      const reply = answer(key, challengeOf(frame));
+      socket.write(pipeline ? frames(WELCOME, reply) : frames(reply));
       state = 2;
     } else if (state === 2) {
       if (!frame.equals(WELCOME)) throw new Error('raw handshake: client refused');
@@ -73,17 +83,19 @@ export function serverHandshake(socket: Socket, key: Buffer, done: () => void, f
 }
 
 /** Client side: resolves once both sides are authenticated. */
-export function clientHandshake(socket: Socket, key: Buffer): Promise<void> {
+export function clientHandshake(socket: Socket, key: Buffer, pipeline: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     const mine = newMessage();
     let state = 0;
     const decoder = new RawDecoder((bytes, start, length) => {
       const frame = bytes!.subarray(start, start + length);
       if (state === 0) {
-        socket.write(frames(answer(key, challengeOf(frame)), Buffer.concat([CHALLENGE, mine])));
+        const reply = answer(key, challengeOf(frame));
+        socket.write(pipeline ? frames(reply, Buffer.concat([CHALLENGE, mine])) : frames(reply));
         state = 1;
       } else if (state === 1) {
         if (!frame.equals(WELCOME)) throw new Error('raw handshake: server refused');
+        if (!pipeline) socket.write(frames(Buffer.concat([CHALLENGE, mine])));
         state = 2;
       } else if (state === 2) {
         check(answer(key, mine), frame);

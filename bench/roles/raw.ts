@@ -72,7 +72,8 @@ async function server(): Promise<void> {
         socket.on('error', () => {});
         if (variant === 'auth') {
           // Like mpconn's server (accept, then close): the server closes once authenticated.
-          serverHandshake(socket, authkey, () => socket.destroy(), () => {});
+          // Pipelined over Unix sockets only, as mpconn's Client does (see src/auth/challenge.ts).
+          serverHandshake(socket, authkey, t === 'unix', () => socket.destroy(), () => {});
         } else socket.on('data', (d) => socket.write(d));
         socket.on('close', () => {
           if (++closed >= target) reached?.();
@@ -175,7 +176,7 @@ async function client(): Promise<void> {
         if (i === spec.warmup) tTimed = performance.now();
         const t = performance.now();
         const socket = await connectRaw(transport, address);
-        if (variant === 'auth') await clientHandshake(socket, authkey);
+        if (variant === 'auth') await clientHandshake(socket, authkey, transport === 'unix');
         else {
           socket.write(ping);
           await once(socket, 'data');
