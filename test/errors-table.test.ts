@@ -42,6 +42,7 @@ describe('error codes', () => {
   it('the README error table lists every code the library raises, and only those', () => {
     const raised = new Set<string>();
     for (const file of sourceFiles(join(root, 'src'))) for (const code of codesIn(readFileSync(file, 'utf8'))) raised.add(code);
+    expect(raised.size, 'codes found in src/').to.be.greaterThan(10);
     const { codes: documented } = readmeErrorTable();
     expect([...raised].filter((c) => !documented.has(c)).sort(), 'raised but missing from the README table').to.deep.equal([]);
     expect([...documented].filter((c) => !raised.has(c)).sort(), 'in the README table but never raised').to.deep.equal([]);
@@ -49,10 +50,12 @@ describe('error codes', () => {
 
   it('the error module\'s own table lists every code of its classes', () => {
     const errors = readFileSync(join(root, 'src', 'errors.ts'), 'utf8');
+    expect(errors.indexOf('@module'), 'errors.ts opens with its module table').to.be.greaterThan(0);
     const header = errors.slice(0, errors.indexOf('@module'));
     const tabled = new Set([...header.matchAll(/`(ERR_[A-Z0-9_]+)`/g)].map((m) => m[1]!));
     const body = errors.slice(errors.indexOf('@module'));
     const declared = codesIn(body);
+    expect(declared.size, 'codes declared in errors.ts').to.be.greaterThan(5);
     expect([...declared].filter((c) => !tabled.has(c)).sort(), 'declared in errors.ts but not in its table').to.deep.equal([]);
   });
 });
