@@ -278,7 +278,7 @@ function connectHint(err: unknown, cmd: SendCommand): string {
   }
   if (err instanceof AuthenticationError) {
     // The library reports a handshake that never started (no challenge came) as an authentication failure too.
-    return /no challenge/i.test(err.message)
+    return err.reason === 'no-challenge'
       ? ' (if the listener has no authkey, leave out --authkey-env/--authkey-file; else raise --timeout)'
       : ' (wrong key? check --authkey-env / --authkey-file)';
   }
