@@ -655,16 +655,9 @@ async function send(conn: Connection, reply: Tuple): Promise<boolean> {
   }
 }
 
-/** Closes a connection, waiting a bounded time for it to flush (a peer that never reads must not hold close() up). */
-async function boundedClose(conn: Connection): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    conn.close().catch(() => {}),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_FLUSH_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+/** Closes a connection, flushing for a bounded time (a peer that never reads must not hold close() up), then destroying it. */
+function boundedClose(conn: Connection): Promise<void> {
+  return conn.close({ timeout: CLOSE_FLUSH_MS }).catch(() => {});
 }
 
 function tracebackReply(err: unknown): Tuple {
