@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { expect } from 'chai';
 import { AuthenticationError, Client, Listener, ProtocolError } from '../src/index.js';
+import { publish } from '../src/connection/diagnostics.js';
 import { childLines, type ChildLines } from './helpers/child-lines.js';
 import { MPCONN } from './helpers/node.js';
 import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
@@ -119,6 +120,20 @@ describe('diagnostics_channel', function () {
     await server.close();
     expect(r.events).to.deep.equal([]);
     for (const name of NAMES) expect(diagnostics.channel(name).hasSubscribers, name).to.equal(false);
+    // and the message itself is not built when nobody listens
+    let built = 0;
+    publish(diagnostics.channel(NAMES[0]!), () => ({ built: ++built }));
+    expect(built).to.equal(0);
+    const seen: unknown[] = [];
+    const onMessage = (m: unknown): void => void seen.push(m);
+    diagnostics.subscribe(NAMES[0]!, onMessage);
+    try {
+      publish(diagnostics.channel(NAMES[0]!), () => ({ built: ++built }));
+    } finally {
+      diagnostics.unsubscribe(NAMES[0]!, onMessage);
+    }
+    expect(built).to.equal(1);
+    expect(seen).to.deep.equal([{ built: 1 }]);
   });
 
   forEachPython(undefined, (py) => {
