@@ -56,7 +56,7 @@ export interface CheckedClientOptions {
   readonly maxConnections: number;
 }
 
-export const DEFAULT_MAX_CONNECTIONS = 16;
+const DEFAULT_MAX_CONNECTIONS = 16;
 /** CPython's CONNECTION_TIMEOUT, as `Client()` uses it. */
 export const DEFAULT_TIMEOUT = 20_000;
 

@@ -33,7 +33,3 @@ export const raise = {
   BrokenBarrierError: (): PyObject => pyException('threading', 'BrokenBarrierError'),
 } as const;
 
-/** The class name of an exception record (`'KeyError'`), or `null` for anything else. */
-export function exceptionName(value: unknown): string | null {
-  return value instanceof PyObject && value.callable instanceof PyGlobal ? value.callable.name : null;
-}

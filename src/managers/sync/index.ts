@@ -38,7 +38,6 @@ export {
   SharedSemaphore,
 } from './locks.js';
 export { SharedJoinableQueue, SharedQueue } from './queue.js';
-export { pyException } from './errors.js';
 export { pyRepr } from './repr.js';
 export { PyDict, hashKey, pyEquals } from './keys.js';
 

@@ -94,11 +94,6 @@ export class WaitQueue<D = undefined, T = boolean> {
     });
   }
 
-  /** The longest-waiting waiter, without waking it. */
-  peek(): Waiter<D, T> | undefined {
-    return this.#entries.peek();
-  }
-
   /** Takes the longest-waiting waiter out of the queue (the caller then wakes it). */
   shift(): Waiter<D, T> | undefined {
     return this.#entries.shift();
@@ -117,15 +112,5 @@ export class WaitQueue<D = undefined, T = boolean> {
     const all = this.#entries.drain();
     for (const entry of all) entry.wake(value);
     return all.length;
-  }
-
-  /** Removes and returns the waiters `match` picks, leaving the others in order. */
-  removeWhere(match: (waiter: Waiter<D, T>) => boolean): Waiter<D, T>[] {
-    const removed: Waiter<D, T>[] = [];
-    for (const entry of this.#entries.drain()) {
-      if (match(entry)) removed.push(entry);
-      else this.#entries.push(entry);
-    }
-    return removed;
   }
 }
