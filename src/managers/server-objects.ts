@@ -4,6 +4,7 @@
  * value (CPython's `Server.id_to_obj`, `id_to_refcount` and
  * `id_to_local_proxy_obj`).
  */
+import { reprStr as pyRepr } from './sync/repr.js';
 import { PyGlobal, PyObject } from '../serializers/index.js';
 import { tokenFromPickle, tokenToPickle, Token } from './protocol.js';
 import type { Address } from '../listener/index.js';
@@ -221,19 +222,3 @@ export class ObjectTable {
   }
 }
 
-/** Python's `repr()` of a str (enough for idents, names and messages in traceback texts). */
-export function pyRepr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    const code = ch.codePointAt(0)!;
-    if (ch === '\\') out += '\\\\';
-    else if (ch === quote) out += '\\' + quote;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (code < 0x20 || code === 0x7f) out += '\\x' + code.toString(16).padStart(2, '0');
-    else out += ch;
-  }
-  return out + quote;
-}

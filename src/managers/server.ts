@@ -17,10 +17,10 @@ import { runInCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
 import type { Request } from './protocol.js';
-import { methodOf, ObjectTable, publicMethods, pyRepr, ServerFault } from './server-objects.js';
+import { methodOf, ObjectTable, publicMethods, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
 import { isSyncObject, syncTypeids } from './sync/index.js';
-import { pyRepr as reprValue } from './sync/repr.js';
+import { pyRepr as reprValue, reprStr as pyRepr } from './sync/repr.js';
 
 /**
  * A typeid's factory: called with a `create` request's arguments (and a
