@@ -7,7 +7,8 @@ const CHALLENGE = Buffer.from('#CHALLENGE#');
 const WELCOME = Buffer.from('#WELCOME#');
 const FAILURE = Buffer.from('#FAILURE#');
 /** Handshake messages are read with this cap, as CPython does. */
-const MAX_HANDSHAKE_MESSAGE = 256;
+/** The cap on every message either side of the handshake reads (CPython's). */
+export const MAX_HANDSHAKE_MESSAGE = 256;
 const NONCE_LENGTH = 40;
 /** A Python <= 3.11 listener's challenge: 20 random bytes, answered with a raw HMAC-MD5. */
 const LEGACY_CHALLENGE_LENGTH = 20;

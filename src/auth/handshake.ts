@@ -1,7 +1,14 @@
 import { armCancel } from '../cancel.js';
-import type { Connection } from '../connection/index.js';
+import { limitFrames, type Connection } from '../connection/index.js';
 import { AuthenticationError, ProtocolError } from '../errors.js';
-import { answerChallenge, answerThenDeliver, deliverChallenge } from './challenge.js';
+import { answerChallenge, answerThenDeliver, deliverChallenge, MAX_HANDSHAKE_MESSAGE } from './challenge.js';
+
+/**
+ * Each side reads three handshake messages (a challenge, a reply or verdict,
+ * and the other of those); they are capped from their headers on, so a peer
+ * announcing a huge first message costs nothing.
+ */
+const HANDSHAKE_MESSAGES = 3;
 
 /**
  * The handshake a Listener runs on each new connection: deliver, then answer
@@ -10,6 +17,7 @@ import { answerChallenge, answerThenDeliver, deliverChallenge } from './challeng
  * reply that broke the framing limits, a `ProtocolError`.
  */
 export async function authenticatePeer(conn: Connection, authkey: Uint8Array, timeout: number): Promise<void> {
+  conn[limitFrames](HANDSHAKE_MESSAGES, MAX_HANDSHAKE_MESSAGE);
   try {
     await bounded(conn, timeout, undefined, async () => {
       await deliverChallenge(conn, authkey);
@@ -43,6 +51,7 @@ export async function authenticateToListener(
   /** Send our challenge with our reply (see `answerThenDeliver`: Unix sockets only). */
   pipeline = true,
 ): Promise<void> {
+  conn[limitFrames](HANDSHAKE_MESSAGES, MAX_HANDSHAKE_MESSAGE);
   let challenged = false;
   try {
     await bounded(conn, timeout, signal, async () => {

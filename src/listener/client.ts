@@ -3,7 +3,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticateToListener, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
-import { Connection, limitFrames, type ConnectionOptions } from '../connection/index.js';
+import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { resolveSerializer } from '../serializers/index.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
@@ -45,9 +45,6 @@ export interface ClientOptions extends ConnectionOptions {
 
 const DEFAULT_TIMEOUT = 20_000;
 const CLIENT_OPTION_NAMES = ['serializer', 'maxMessageSize', 'maxDepth', 'family', 'authkey', 'timeout', 'signal', 'tls'] as const;
-/** CPython reads every handshake message with this cap. */
-const MAX_HANDSHAKE_MESSAGE = 256;
-const HANDSHAKE_FRAMES = 3;
 
 /**
  * Connects to a Listener (or a Python `multiprocessing.connection.Listener`)
@@ -95,10 +92,6 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
   publish(channels.clientConnect, () => ({ connection: conn, address, family }));
   if (authkey !== null) {
-    // The three messages a Client reads in the handshake (challenge, verdict,
-    // the reply to our challenge) are capped from their headers on, so a
-    // listener announcing a huge first message costs us nothing.
-    conn[limitFrames](HANDSHAKE_FRAMES, MAX_HANDSHAKE_MESSAGE);
     const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (Date.now() - started));
     try {
       await authenticateToListener(conn, authkey, left, signal, timeout, family !== 'AF_INET');

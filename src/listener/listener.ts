@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticatePeer, ownAuthkey } from '../auth/index.js';
 import { armCancel } from '../cancel.js';
-import { bufferedMessages, Connection, limitFrames, type ConnectionOptions } from '../connection/index.js';
+import { bufferedMessages, Connection, type ConnectionOptions } from '../connection/index.js';
 import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../errors.js';
 import { Notifier, readiness, type Readiness } from '../readiness.js';
 import { Queue } from '../queue.js';
@@ -131,9 +131,6 @@ const DEFAULT_BACKLOG = 511;
 const DEFAULT_AUTH_TIMEOUT = 20_000;
 /** A small `backlog` (CPython's is 1) must not shrink it: clients that got past the kernel's queue are already here. */
 const DEFAULT_MAX_PENDING = 511;
-/** CPython reads every handshake message with this cap; a Listener reads three (reply, challenge, verdict). */
-const MAX_HANDSHAKE_MESSAGE = 256;
-const HANDSHAKE_FRAMES = 3;
 
 /**
  * A bound, listening socket that hands out connections: Python's
@@ -417,7 +414,6 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
       return;
     }
     this.#handshaking.set(conn, peer);
-    conn[limitFrames](HANDSHAKE_FRAMES, MAX_HANDSHAKE_MESSAGE);
     authenticatePeer(conn, this.#authkey, this.#authTimeout).then(
       () => {
         if (!this.#handshaking.delete(conn)) return; // closed or dropped meanwhile
