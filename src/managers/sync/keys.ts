@@ -81,6 +81,8 @@ function keyOf(v: unknown, depth: number, strict: boolean): string {
   if (depth > MAX_DEPTH) tooDeep();
   if (v === null || v === undefined) return 'N';
   if (typeof v === 'string') return `s${v}`;
+  // The common int key, without the pair and the BigInt below (-0 gives 'i0' either way).
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return `i${v}`;
   const num = numeric(v);
   if (num !== null) {
     const [re, im] = num;
