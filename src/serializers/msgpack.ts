@@ -13,7 +13,7 @@ const SMALL_ARRAY = 16;
 // extension is made on each instance); test/connection.test.ts (serializers) and
 // test/stress/hostile.test.ts (decode bombs) cover them. Verified against 3.1.x, the
 // range package.json pins (~3.1.3);
-// `internalsMissing` checks them once at load, so a release that renames one
+// `internalsMissing` checks them once, on first use, so a release that renames one
 // fails with a clear error instead of a `.bind` TypeError or silently lossy integers.
 interface EncoderInternals {
   encodeObject(object: unknown, depth: number): void;
@@ -58,12 +58,14 @@ function internalsMissing(): string[] {
   return missing;
 }
 
-const MISSING = internalsMissing();
+/** Worked out on the first encoder or decoder made, not when the module loads (a program using only json or pickle pays nothing). */
+let missing: string[] | null = null;
 
 function checkInternals(): void {
-  if (MISSING.length === 0) return;
+  missing ??= internalsMissing();
+  if (missing.length === 0) return;
   throw new Error(
-    `mpconn's msgpack serializer needs @msgpack/msgpack 3.1.x; the installed version lacks ${MISSING.join(', ')}. ` +
+    `mpconn's msgpack serializer needs @msgpack/msgpack 3.1.x; the installed version lacks ${missing.join(', ')}. ` +
       'Install @msgpack/msgpack@~3.1.3 (or use the json or pickle serializer).',
   );
 }
