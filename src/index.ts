@@ -26,8 +26,8 @@ export {
   MpconnError,
   ProtocolError,
   UnpicklingError,
-} from './errors.js';
-export type { AuthenticationReason, ConnectionStateCode, ProtocolErrorCode } from './errors.js';
+} from './core/errors.js';
+export type { AuthenticationReason, ConnectionStateCode, ProtocolErrorCode } from './core/errors.js';
 export { PyComplex, PyGlobal, PyObject, Tuple } from './serializers/index.js';
 export { PyFloat } from './serializers/index.js';
 export type { PyObjectKind, PyObjectOptions } from './serializers/index.js';
@@ -87,8 +87,8 @@ export { wait } from './wait/index.js';
 export type { Waitable } from './wait/index.js';
 export { parentConnection, spawn } from './process/index.js';
 export type { SpawnCommand, SpawnOptions, Spawned } from './process/index.js';
-export { RemoteError } from './errors.js';
-export type { RemoteErrorKind } from './errors.js';
+export { RemoteError } from './core/errors.js';
+export type { RemoteErrorKind } from './core/errors.js';
 export { Kwargs, kwargs, Token, currentCall } from './managers/index.js';
 export type { CallContext } from './managers/index.js';
 export { ManagerClient, Proxy } from './managers/index.js';

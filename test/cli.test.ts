@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { type Address, Client, type Connection, EOFError, Listener, Pipe } from 'mpconn';
-import { fromTaggedJson, parseAddress, parseCommandLine, toTaggedJson } from '../src/cli/index.js';
+import { fromTaggedJson, parseAddress, parseCommandLine, toTaggedJson } from '../src/internal.js';
 import { forEachPython, type Python, pythons, runPython } from './helpers/python.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { expect } from 'chai';
 import { AuthenticationError, Client, Listener, ProtocolError } from '../src/index.js';
-import { publish } from '../src/connection/diagnostics.js';
+import { publish } from '../src/internal.js';
 import { childLines, type ChildLines } from './helpers/child-lines.js';
 import { MPCONN } from './helpers/node.js';
 import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';

@@ -49,7 +49,7 @@ describe('error codes', () => {
   });
 
   it('the error module\'s own table lists every code of its classes', () => {
-    const errors = readFileSync(join(root, 'src', 'errors.ts'), 'utf8');
+    const errors = readFileSync(join(root, 'src', 'core', 'errors.ts'), 'utf8');
     expect(errors.indexOf('@module'), 'errors.ts opens with its module table').to.be.greaterThan(0);
     const header = errors.slice(0, errors.indexOf('@module'));
     const tabled = new Set([...header.matchAll(/`(ERR_[A-Z0-9_]+)`/g)].map((m) => m[1]!));

@@ -1,8 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { Pipe, ProtocolError } from 'mpconn';
-import { FrameDecoder, type FrameHandler } from '../src/connection/frame-decoder.js';
-import { writeHeader } from '../src/connection/frame-writer.js';
+import { FrameDecoder, type FrameHandler, writeHeader } from '../src/internal.js';
 import { endRaw, frame, header, longFrame, longHeader, patterned, rawPeer, writeRaw } from './helpers/wire.js';
 
 interface Recorded {

@@ -24,7 +24,7 @@ import {
   type Serializer,
 } from 'mpconn';
 import fc from 'fast-check';
-import { FrameDecoder } from '../src/connection/frame-decoder.js';
+import { FrameDecoder } from '../src/internal.js';
 import { forEachPython, runPython, type Python } from './helpers/python.js';
 import { fdCount } from './stress/helpers.js';
 import { frame, header, patterned, rawPeer, rejectionOf, until, within, writeRaw } from './helpers/wire.js';

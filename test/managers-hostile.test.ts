@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { Client, ManagerServer, PyObject, Tuple, type Connection } from 'mpconn';
-import { pickleDumps } from '../src/serializers/index.js';
+import { pickleDumps } from '../src/internal.js';
 import { MPCONN, runNode } from './helpers/node.js';
 import { NO_PYTHON, pythons, runPython } from './helpers/python.js';
 import { RawPeer, modernReply } from './helpers/auth-raw.js';

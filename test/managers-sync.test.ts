@@ -7,28 +7,8 @@
  */
 import { expect } from 'chai';
 import { Kwargs, ManagerServer, PyFloat, PyGlobal, PyObject, Tuple } from 'mpconn';
-import { runInCall, type CallContext } from '../src/managers/context.js';
-import {
-  SharedArray,
-  SharedBarrier,
-  SharedBoundedSemaphore,
-  SharedCondition,
-  SharedDict,
-  SharedEvent,
-  SharedIterator,
-  SharedJoinableQueue,
-  SharedList,
-  SharedLock,
-  SharedNamespace,
-  SharedQueue,
-  SharedRLock,
-  SharedSemaphore,
-  SharedValue,
-  hashKey,
-  pyEquals,
-  pyRepr,
-  syncTypeids,
-} from '../src/managers/sync/index.js';
+import { SharedArray, SharedBarrier, SharedBoundedSemaphore, SharedCondition, SharedDict, SharedEvent, SharedIterator, SharedJoinableQueue, SharedList, SharedLock, SharedNamespace, SharedQueue, SharedRLock, SharedSemaphore, SharedValue } from '../src/index.js';
+import { runInCall, type CallContext, hashKey, pyEquals, pyRepr, syncTypeids } from '../src/internal.js';
 import { forEachPython, pythons, runPython, type PythonProcess } from './helpers/python.js';
 import { stillPending, within } from './helpers/wire.js';
 

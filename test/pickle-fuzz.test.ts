@@ -10,8 +10,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { UnpicklingError } from 'mpconn';
-import { dumps, loads, Tuple } from '../src/serializers/pickle/index.js';
-import { OP } from '../src/serializers/pickle/opcodes.js';
+import { Tuple } from '../src/index.js';
+import { pickleDumps as dumps, pickleLoads as loads, PICKLE_OP as OP } from '../src/internal.js';
 import { pythons } from './helpers/python.js';
 import { fromHex, pythonLines } from './pickle-helpers.js';
 

@@ -4,7 +4,7 @@
  * back to after a round trip.
  */
 import { expect } from 'chai';
-import { PyComplex, PyGlobal, PyObject } from '../src/serializers/pickle/index.js';
+import { PyComplex, PyGlobal, PyObject } from '../src/index.js';
 import { runPython, type Python } from './helpers/python.js';
 
 /** Runs `code` to the end; returns its stdout lines, failing the test on a non-zero exit. */

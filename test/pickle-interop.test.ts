@@ -12,7 +12,7 @@
  */
 import { expect } from 'chai';
 import { Listener, PyGlobal, PyObject, Tuple, type Connection } from 'mpconn';
-import { PyComplex } from '../src/serializers/pickle/index.js';
+import { PyComplex } from '../src/index.js';
 import { forEachPython, runPython, type Python } from './helpers/python.js';
 
 /** [Python expression, the JS value `recv()` must give]. */

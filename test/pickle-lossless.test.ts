@@ -9,8 +9,7 @@
  */
 import { expect } from 'chai';
 import { PyFloat, PyGlobal, PyObject, Tuple } from 'mpconn';
-import { PickleDecoder, pickleDumps, pickleLoads, pickleSerializer } from '../src/serializers/index.js';
-import { pyRepr } from '../src/managers/sync/index.js';
+import { PickleDecoder, pickleDumps, pickleLoads, pickleSerializer, pyRepr } from '../src/internal.js';
 import { forEachPython, runPython } from './helpers/python.js';
 import { within } from './helpers/wire.js';
 

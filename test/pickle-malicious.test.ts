@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pipe, PyGlobal, PyObject } from 'mpconn';
-import { loads } from '../src/serializers/pickle/index.js';
+import { pickleLoads as loads } from '../src/internal.js';
 import { NO_PYTHON, pythons } from './helpers/python.js';
 import { fromHex, pickleBytes, pythonLines, toHex } from './pickle-helpers.js';
 

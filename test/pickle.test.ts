@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Pipe, PyGlobal, PyObject, Tuple, UnpicklingError } from 'mpconn';
-import { dumps, loads, PyComplex, pickleSerializer } from '../src/serializers/pickle/index.js';
-import { MAX_DEPTH } from '../src/serializers/pickle/encoder.js';
+import { PyComplex } from '../src/index.js';
+import { pickleDumps as dumps, pickleLoads as loads, pickleSerializer, PICKLE_ENCODER_MAX_DEPTH as MAX_DEPTH } from '../src/internal.js';
 import { forEachPython } from './helpers/python.js';
 import { decodedForm, fromHex, pickleBytes, pythonLines, toHex, u32le, u64le } from './pickle-helpers.js';
 

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
 import { Client, type Connection, Listener, Pipe, wait, type Waitable } from 'mpconn';
-import { readiness, type HasReadiness } from '../src/readiness.js';
+import { readiness, type HasReadiness } from '../src/internal.js';
 
 function subscribers(object: Connection | Listener): number {
   return (object as unknown as HasReadiness)[readiness]().subscribers();

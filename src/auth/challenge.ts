@@ -1,7 +1,7 @@
 import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import type { Connection } from '../connection/index.js';
-import { AuthenticationError } from '../errors.js';
-import { authkeyBytes, describe } from '../validate.js';
+import { AuthenticationError } from '../core/errors.js';
+import { authkeyBytes, describe } from '../core/validate.js';
 
 const CHALLENGE = Buffer.from('#CHALLENGE#');
 const WELCOME = Buffer.from('#WELCOME#');

@@ -1,6 +1,7 @@
-import { armCancel } from '../cancel.js';
-import { limitFrames, type Connection } from '../connection/index.js';
-import { AuthenticationError, ProtocolError } from '../errors.js';
+import { armCancel } from '../core/cancel.js';
+import { type Connection } from '../connection/index.js';
+import { limitFrames } from '../connection/connection.js';
+import { AuthenticationError, ProtocolError } from '../core/errors.js';
 import { answerChallenge, answerThenDeliver, deliverChallenge, MAX_HANDSHAKE_MESSAGE } from './challenge.js';
 
 /**

@@ -11,7 +11,8 @@ import {
   MpconnError,
   type SerializerOption,
 } from '../index.js';
-import { resolveSerializer, type Serializer } from '../serializers/index.js';
+import { type Serializer } from '../serializers/index.js';
+import { resolveSerializer } from '../serializers/resolve.js';
 import { CHALLENGE_PROBE_MS, type Format, type ListenCommand, parseValue, type SendCommand } from './args.js';
 import { InputError, taggedJsonText } from './json-values.js';
 

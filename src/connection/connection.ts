@@ -1,6 +1,6 @@
 import { constants as bufferConstants } from 'node:buffer';
 import type { Duplex } from 'node:stream';
-import { armCancel } from '../cancel.js';
+import { armCancel } from '../core/cancel.js';
 import {
   AuthenticationError,
   BufferTooShort,
@@ -8,9 +8,10 @@ import {
   EOFError,
   MpconnError,
   ProtocolError,
-} from '../errors.js';
-import { Notifier, readiness, type Readiness } from '../readiness.js';
-import { resolveSerializer, type ResolvedSerializer, type SerializerOption } from '../serializers/index.js';
+} from '../core/errors.js';
+import { Notifier, readiness, type Readiness } from '../core/readiness.js';
+import { type SerializerOption } from '../serializers/index.js';
+import { resolveSerializer, type ResolvedSerializer } from '../serializers/resolve.js';
 import {
   abortSignal,
   byteCount,
@@ -21,11 +22,11 @@ import {
   options as optionsOf,
   sliceForSend,
   timeoutMs,
-} from '../validate.js';
+} from '../core/validate.js';
 import { channels, debug, debugging, publish } from './diagnostics.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { FrameWriter } from './frame-writer.js';
-import { Queue } from '../queue.js';
+import { Queue } from '../core/queue.js';
 import { spendTurn } from './turn.js';
 
 /**

@@ -1,4 +1,4 @@
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../core/errors.js';
 
 /**
  * A frame at most this long that spans chunks gets its whole payload buffer as

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { describe } from '../validate.js';
+import { describe } from '../core/validate.js';
 import { onExit } from './cleanup.js';
 
 /**

@@ -1,10 +1,11 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { authenticateToListener, ownAuthkey } from '../auth/index.js';
-import { armCancel } from '../cancel.js';
+import { authenticateToListener } from '../auth/handshake.js';
+import { ownAuthkey } from '../auth/challenge.js';
+import { armCancel } from '../core/cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/index.js';
+import { resolveSerializer } from '../serializers/resolve.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
   abortSignal,
@@ -15,7 +16,7 @@ import {
   describe,
   options as optionsOf,
   timeoutMs,
-} from '../validate.js';
+} from '../core/validate.js';
 import { type Address, addressType, checkFamily, checkUnixPath, type Family, inetParts } from './address.js';
 
 /**

@@ -4,13 +4,15 @@ import { resolve as resolvePath } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { authenticatePeer, ownAuthkey } from '../auth/index.js';
-import { armCancel } from '../cancel.js';
-import { bufferedMessages, Connection, type ConnectionOptions } from '../connection/index.js';
-import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../errors.js';
-import { Notifier, readiness, type Readiness } from '../readiness.js';
-import { Queue } from '../queue.js';
-import { resolveSerializer } from '../serializers/index.js';
+import { authenticatePeer } from '../auth/handshake.js';
+import { ownAuthkey } from '../auth/challenge.js';
+import { armCancel } from '../core/cancel.js';
+import { Connection, type ConnectionOptions } from '../connection/index.js';
+import { bufferedMessages } from '../connection/connection.js';
+import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../core/errors.js';
+import { Notifier, readiness, type Readiness } from '../core/readiness.js';
+import { Queue } from '../core/queue.js';
+import { resolveSerializer } from '../serializers/resolve.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
   abortSignal,
@@ -21,7 +23,7 @@ import {
   describe,
   options as optionsOf,
   timeoutMs,
-} from '../validate.js';
+} from '../core/validate.js';
 import {
   type Address,
   addressType,

@@ -4,8 +4,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../validate.js';
+import { resolveSerializer } from '../serializers/resolve.js';
+import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../core/validate.js';
 import { arbitraryAddress } from './address.js';
 
 /**

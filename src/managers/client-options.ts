@@ -4,7 +4,7 @@
  */
 import type { Family } from '../listener/index.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { abortSignal, authkeyBytes, describe, timeoutMs } from '../validate.js';
+import { abortSignal, authkeyBytes, describe, timeoutMs } from '../core/validate.js';
 import { Kwargs } from './protocol.js';
 
 /**

@@ -8,8 +8,8 @@
  * thread's would.
  */
 import type { Connection } from '../connection/index.js';
-import { untilAborted } from '../cancel.js';
-import { ConnectionStateError } from '../errors.js';
+import { untilAborted } from '../core/cancel.js';
+import { ConnectionStateError } from '../core/errors.js';
 
 /** Opens one call connection (authenticated, `accept_connection` answered). */
 export type Opener = (signal: AbortSignal | undefined) => Promise<Connection>;

@@ -8,12 +8,12 @@
  * a connection of their own, as CPython's client does. Method calls go over
  * call connections (`accept_connection`), one call in flight per connection.
  */
-import { armCancel, untilAborted } from '../cancel.js';
+import { armCancel, untilAborted } from '../core/cancel.js';
 import type { Connection } from '../connection/index.js';
-import { ConnectionStateError, EOFError, ProtocolError } from '../errors.js';
+import { ConnectionStateError, EOFError, ProtocolError } from '../core/errors.js';
 import { Client } from '../listener/index.js';
 import type { Address, ClientOptions } from '../listener/index.js';
-import { pickleDumps } from '../serializers/index.js';
+import { dumps as pickleDumps } from '../serializers/pickle/index.js';
 import {
   checkArgs,
   checkClientOptions,

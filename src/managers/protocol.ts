@@ -6,8 +6,8 @@
  * `multiprocessing/managers.py`, `dispatch` and `Server.serve_client`).
  */
 import type { Address } from '../listener/index.js';
-import { RemoteError } from '../errors.js';
-import type { RemoteErrorKind } from '../errors.js';
+import { RemoteError } from '../core/errors.js';
+import type { RemoteErrorKind } from '../core/errors.js';
 import { PyGlobal, PyObject, Tuple } from '../serializers/index.js';
 
 /**

@@ -8,18 +8,20 @@
  * awaited while every other connection is served.
  */
 import type { TlsOptions } from 'node:tls';
-import { untilAborted } from '../cancel.js';
+import { untilAborted } from '../core/cancel.js';
 import { Listener } from '../listener/index.js';
 import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
-import { DEFAULT_MAX_DEPTH, PickleDecoder, PyObject, Tuple, pickleDumps } from '../serializers/index.js';
+import { PyObject, Tuple } from '../serializers/index.js';
+import { DEFAULT_MAX_DEPTH } from '../serializers/depth.js';
+import { PickleDecoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
 import { runInCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
 import type { Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
-import { isSyncObject, syncTypeids } from './sync/index.js';
+import { isSyncObject, syncTypeids } from './sync/typeids.js';
 import { pyRepr as reprValue, reprStr as pyRepr } from './sync/repr.js';
 
 /**

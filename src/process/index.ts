@@ -3,8 +3,8 @@ import { spawn as spawnChild, type ChildProcess, type SpawnOptions as NodeSpawnO
 import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/index.js';
-import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../validate.js';
+import { resolveSerializer } from '../serializers/resolve.js';
+import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../core/validate.js';
 
 /**
  * Options of {@link spawn}: Node's spawn options (without `stdio`), the

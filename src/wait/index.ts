@@ -4,8 +4,8 @@ import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Connection } from '../connection/index.js';
 import type { Listener } from '../listener/index.js';
-import { readiness, type HasReadiness, type Readiness } from '../readiness.js';
-import { describe, timeoutMs } from '../validate.js';
+import { readiness, type HasReadiness, type Readiness } from '../core/readiness.js';
+import { describe, timeoutMs } from '../core/validate.js';
 
 /**
  * What `wait()` can wait on.

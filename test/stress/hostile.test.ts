@@ -22,8 +22,7 @@ import {
   ProtocolError,
   type Connection,
 } from 'mpconn';
-import { FrameDecoder, type FrameHandler } from '../../src/connection/frame-decoder.js';
-import { resolveSerializer } from '../../src/serializers/index.js';
+import { FrameDecoder, type FrameHandler, resolveSerializer } from '../../src/internal.js';
 import { CHALLENGE, FAILURE, RawPeer, rawServer, WELCOME } from '../helpers/auth-raw.js';
 import { frame, header, longHeader, rawPeer, until, within, writeRaw } from '../helpers/wire.js';
 import { budget, fdCount, runFixture, scaled } from './helpers.js';

@@ -5,7 +5,7 @@
  * takes Python's positional and keyword forms (`get(True, 1.0)`,
  * `get(timeout=1.0)`).
  */
-import { Queue } from '../../queue.js';
+import { Queue } from '../../core/queue.js';
 import { raise } from './errors.js';
 import { bind, toIndex, toSeconds, truthy } from './values.js';
 import { caller, WaitQueue } from './wait.js';

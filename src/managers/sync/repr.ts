@@ -4,7 +4,8 @@
  * `repr(dict)`): `{'a': 1}`, `[1, 2.0]`, `(1,)`, `b'\x00'`, `None`.
  * Cycles print as Python prints them (`[[...]]`); nesting is bounded.
  */
-import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple, formatPyFloat } from '../../serializers/index.js';
+import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple } from '../../serializers/index.js';
+import { formatPyFloat } from '../../serializers/pickle/index.js';
 import { objectAddress } from './address.js';
 import { isRecordOf } from './values.js';
 

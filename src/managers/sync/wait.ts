@@ -6,7 +6,7 @@
  * synchronously, so an item or a lock never goes to a caller that has gone.
  */
 import { currentCall, LOCAL_OWNER } from '../context.js';
-import { Queue } from '../../queue.js';
+import { Queue } from '../../core/queue.js';
 
 /** setTimeout's longest delay; longer timeouts re-arm. */
 const MAX_DELAY_MS = 2 ** 31 - 1;

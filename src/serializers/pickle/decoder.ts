@@ -1,4 +1,4 @@
-import { UnpicklingError } from '../../errors.js';
+import { UnpicklingError } from '../../core/errors.js';
 import { python3Name } from './compat.js';
 import { HIGHEST_PROTOCOL, OP, OPCODE_NAMES } from './opcodes.js';
 import { readEscaped, readLatin1, readRawUnicodeEscape, readUtf8, TextDecodeError } from './text.js';

@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { PyObject } from './serializers/pickle/types.js';
+import type { PyObject } from '../serializers/pickle/types.js';
 
 /**
  * Base class of every error mpconn raises itself.
