@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { CpuLedger, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython, type Machine } from './lib/machine.js';
 import type { RoleArgs, RoleResult, RunSpec, Transport, WorkloadId } from './lib/role.js';
+import { hasFailures, OTHER_LOAD_FLAG, ratiosOf, renderReport, type BenchReport, type Cell, type RunRecord, type Row, type WorkloadResult } from './lib/report.js';
 import { isTransportOf, sizeLabel, WORKLOADS, type ConfigSpec, type RunResults, type WorkloadSpec } from './lib/workloads.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -81,7 +82,6 @@ const profileDir = path.join(ROOT, 'bench', 'results', 'profiles');
 const ledger = new CpuLedger();
 const CORES = os.availableParallelism?.() ?? os.cpus().length;
 /** Rows where other processes took more than this share of the CPU are flagged. */
-const OTHER_LOAD_FLAG = 0.1;
 
 function usageError(message: string): never {
   process.stderr.write(`bench: ${message}\n\n${USAGE}`);
@@ -283,57 +283,6 @@ function strip(e: RoleEvent): RoleResult {
 
 // ---------------------------------------------------------------------------
 // Measuring
-
-interface RunRecord {
-  run: number;
-  count: number;
-  warmup: number;
-  ok: boolean;
-  error?: string;
-  metrics?: Record<string, number>;
-  server?: RoleResult;
-  client?: RoleResult | null;
-}
-
-interface Cell {
-  config: string;
-  label: string;
-  system: string;
-  variant: string;
-  count: number | null;
-  runs: RunRecord[];
-  calibration: RunRecord[];
-  median: Record<string, number>;
-  /** (max - min) / median of each metric over the good runs (without the extremes when there are 5 or more). */
-  spread: Record<string, number>;
-  error?: string;
-}
-
-interface Row {
-  transport: Transport;
-  size: number;
-  label: string;
-  loadavg: number[];
-  /** Wall time this row took. */
-  seconds: number;
-  /** Share of the machine's CPU that processes other than the benchmark's used meanwhile (null without /proc). */
-  otherShare: number | null;
-  /** Share of the CPU the hypervisor stole meanwhile. */
-  stealShare: number | null;
-  /** Share of the CPU the benchmark's own processes used meanwhile. */
-  ownShare: number | null;
-  /** Every attempt at this row (see --retry-busy); the one kept is the least disturbed. */
-  attempts?: { otherShare: number | null; seconds: number }[];
-  cells: Cell[];
-}
-
-interface WorkloadResult {
-  id: WorkloadId;
-  title: string;
-  rows: Row[];
-  ratios: { label: string; target?: string; values: { row: string; value: number | null; meetsTarget: boolean | null }[] }[];
-  notes: string[];
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -545,98 +494,6 @@ function selected(c: ConfigSpec): boolean {
 }
 
 // ---------------------------------------------------------------------------
-// Reporting
-
-interface Target {
-  op: '≥' | '≤' | '<';
-  value: number;
-  onlySize: string | null;
-}
-
-function parseTarget(t: string | undefined): Target | null {
-  const m = t === undefined ? null : /^(≥|≤|<)\s*([\d.]+)(?:\s*@\s*(\S+))?/.exec(t);
-  if (m === null) return null;
-  return { op: m[1] as Target['op'], value: Number(m[2]), onlySize: m[3] ?? null };
-}
-
-function meets(target: Target | null, v: number, size: number): boolean | null {
-  if (target === null) return null;
-  if (target.onlySize !== null && sizeLabel(size).replace(/\s/g, '') !== target.onlySize) return null;
-  return target.op === '≥' ? v >= target.value : target.op === '≤' ? v <= target.value : v < target.value;
-}
-
-function ratiosOf(w: WorkloadSpec, rows: Row[]): WorkloadResult['ratios'] {
-  return w.ratios.map((spec) => ({
-    label: spec.label,
-    target: spec.target,
-    values: rows.map((row) => {
-      const get = (id: string, metric: string): number | undefined => row.cells.find((c) => c.config === id)?.median[metric];
-      const v = spec.applies === undefined || spec.applies(row.size) ? spec.compute(get) : undefined;
-      return { row: row.label, value: v ?? null, meetsTarget: v === undefined ? null : meets(parseTarget(spec.target), v, row.size) };
-    }),
-  }));
-}
-
-function pad(s: string, n: number, left = false): string {
-  const len = [...s].length;
-  return len >= n ? s : left ? s + ' '.repeat(n - len) : ' '.repeat(n - len) + s;
-}
-
-function renderTable(w: WorkloadSpec, result: WorkloadResult, failures: string[]): string {
-  const rows = result.rows;
-  const better = w.metrics.map((m) => `${m.label}`).join(', ');
-  const direction = w.metrics[0]!.better === 'higher' ? 'higher is better' : 'lower is better';
-  const lines: string[] = [`${w.id}  ${w.title} — ${better} (${direction})`];
-  // Columns: for each row (transport/size) and each metric.
-  const cols: { row: Row; metric: string; head1: string; head2: string }[] = [];
-  for (const row of rows) {
-    const busy = row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG ? '*' : '';
-    for (const m of w.metrics) cols.push({ row, metric: m.key, head1: row.label + busy, head2: w.metrics.length > 1 ? m.label : '' });
-  }
-  const labelWidth = Math.max(28, ...w.configs.map((c) => c.label.length + 2), ...w.ratios.map((r) => r.label.length + (r.target ? r.target.length + 3 : 0) + 2));
-  const colWidth = Math.max(11, ...cols.map((c) => c.head1.length + 2));
-  lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head1, colWidth)).join(''));
-  if (w.metrics.length > 1) lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head2, colWidth)).join(''));
-  const shown = w.configs.filter((c) => rows.some((r) => r.cells.some((x) => x.config === c.id)));
-  for (const c of shown) {
-    let line = pad(`  ${c.label}`, labelWidth, true);
-    for (const col of cols) {
-      const cell = col.row.cells.find((x) => x.config === c.id);
-      let text = '—';
-      if (cell !== undefined) {
-        const v = cell.median[col.metric];
-        if (v === undefined) text = 'FAIL';
-        else {
-          const m = w.metrics.find((x) => x.key === col.metric)!;
-          text = m.format(v) + ((cell.spread[col.metric] ?? 0) > 0.2 ? '~' : '') + (cell.error !== undefined ? '!' : '');
-        }
-        if (cell.error !== undefined) failures.push(`${w.id} ${col.row.label} ${c.label}: ${cell.error}`);
-      }
-      line += pad(text, colWidth);
-    }
-    lines.push(line);
-  }
-  for (const ratio of result.ratios) {
-    if (ratio.values.every((v) => v.value === null)) continue; // e.g. the other system was filtered out
-    let line = pad(`  ${ratio.label}${ratio.target ? ` (${ratio.target})` : ''}`, labelWidth, true);
-    const spec = w.ratios.find((r) => r.label === ratio.label)!;
-    for (const col of cols) {
-      const isFirstMetric = col.metric === w.metrics[0]!.key;
-      const v = ratio.values.find((x) => x.row === col.row.label);
-      let text = '';
-      if (isFirstMetric && v !== undefined) {
-        text = v.value === null ? '—' : (spec.format ?? ((x: number) => x.toFixed(2)))(v.value);
-        if (v.meetsTarget !== null) text += v.meetsTarget ? ' ✓' : ' ✗';
-        else if (v.value !== null && ratio.target) text += '  ';
-      }
-      line += pad(text, colWidth);
-    }
-    lines.push(line);
-  }
-  return lines.join('\n');
-}
-
-// ---------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const python = findPython(opts.python);
@@ -687,33 +544,7 @@ async function main(): Promise<void> {
     notes.push(`Other processes took more than ${pct(OTHER_LOAD_FLAG)} of the CPU while these were measured (marked * above): ${busyRows.join(', ')}. Rerun them before trusting them.`);
   }
 
-  // The table.
-  const failures: string[] = [];
-  const out: string[] = [];
-  out.push(
-    `mpconn benchmark — ${quick ? 'quick' : 'full'} run, median of ${runs} runs per figure, ${started.toISOString()}`,
-    `${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}; Node ${machine.node}; CPython ${machine.python ?? 'absent'}; mpconn ${machine.mpconnCommit ?? '?'}${machine.srcDirty.length > 0 ? ` + uncommitted changes in ${machine.srcDirty.length} src files` : ''}`,
-    `load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start; other processes used ${otherShare === null ? '?' : pct(otherShare)} of the CPU during the run${stealShare !== null && stealShare > 0.01 ? `, the hypervisor stole ${pct(stealShare)}` : ''}; wall time ${wall.toFixed(1)} s`,
-    '',
-  );
-  for (const r of results) {
-    const w = WORKLOADS.find((x) => x.id === r.id)!;
-    out.push(renderTable(w, r, failures), '');
-  }
-  out.push(
-    'Every figure was measured in this run: the median of its runs (all runs are in the JSON).',
-    'Ratios are mpconn divided by the other system on the figure shown: for rates >1 means mpconn is faster;',
-    'for times and MB <1 means mpconn is faster or smaller. In parentheses: the goal from issue 8 (not a measurement),',
-    '✓ met, ✗ missed. "~": the runs spread by more than 20% (fastest and slowest left out when there are 5 or more);',
-    '"!": some runs failed (listed below); "—": not applicable (Node IPC has no TCP form) or not run;',
-    `"*" after a column heading: other processes took more than ${pct(OTHER_LOAD_FLAG)} of the CPU while it was measured.`,
-  );
-  for (const r of results) for (const n of r.notes) out.push(`${r.id}: ${n}`);
-  for (const n of notes) out.push(`Note: ${n}`);
-  if (failures.length > 0) out.push('', 'Failures:', ...failures.map((f) => `  ${f}`));
-  process.stdout.write(out.join('\n') + '\n');
-
-  const json = {
+  const json: BenchReport = {
     schema: 1,
     date: started.toISOString(),
     mode: quick ? 'quick' : 'full',
@@ -725,8 +556,9 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.dirname(outFile), { recursive: true });
   writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');
+  process.stdout.write(renderReport(json));
   log(`results written to ${path.relative(process.cwd(), outFile)}\n`);
-  if (failures.length > 0) process.exitCode = 1;
+  if (hasFailures(json)) process.exitCode = 1;
 }
 
 await main();
