@@ -635,9 +635,11 @@ describe('Connection', () => {
     });
 
     it('accepts AbortSignal.timeout() and rejects with its TimeoutError', async () => {
-      const [, b] = await pipe();
+      const [a, b] = await pipe();
       const err = await rejectionOf(b.recv({ signal: AbortSignal.timeout(10) }));
       expect(err.name).to.equal('TimeoutError');
+      await a.send('still here');
+      expect(await b.recv()).to.equal('still here');
     });
 
     it('removes an aborted receive from the middle of the queue; the others keep their order', async () => {
@@ -672,17 +674,25 @@ describe('Connection', () => {
     });
 
     it('gives a message to the next receive when the one before it timed out just before it arrived', async () => {
-      const [a, b] = await pipe();
-      const timedOut = b.recvBytes === undefined ? null : b.recv({ timeout: 5 });
-      await rejectionOf(timedOut!);
-      const next = b.recvBytes();
-      await a.sendBytes(Buffer.from('for next'));
+      const p = await peer();
+      const timedOut = rejectionOf(p.conn.recvBytes(undefined, { timeout: 5 }));
+      // The next receive is queued as soon as the first one rejects, before the loop reads the socket again.
+      const next = timedOut.then(() => p.conn.recvBytes());
+      await tick(); // from the check phase, the loop runs its timers before it next reads a socket
+      p.raw.write(frame(Buffer.from('for next'))); // into the kernel at once: the socket is idle
+      // Held past the timeout with the message already there: the timer fires first, then the message is read.
+      const heldUntil = Date.now() + 30;
+      while (Date.now() < heldUntil);
+      expect((await timedOut).name).to.equal('TimeoutError');
       expect((await next).toString()).to.equal('for next');
+      await writeRaw(p.raw, frame(Buffer.from('and the one after')));
+      expect((await p.conn.recvBytes()).toString()).to.equal('and the one after');
     });
 
     it('validates its options: a non-signal is a TypeError, NaN timeout a RangeError', async () => {
       const [, b] = await pipe();
       expect(await rejectionOf(b.recv({ signal: 'x' as unknown as AbortSignal }))).to.be.instanceOf(TypeError);
+      expect(await rejectionOf(b.recv({ signal: {} as AbortSignal }))).to.be.instanceOf(TypeError);
       expect(await rejectionOf(b.recv({ timeout: Number.NaN }))).to.be.instanceOf(RangeError);
       expect(await rejectionOf(b.recv({ timeout: '5' as unknown as number }))).to.be.instanceOf(TypeError);
     });

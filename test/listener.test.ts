@@ -632,6 +632,7 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
       const listener = await listen();
       const reason = new Error('stop');
       expect(await rejectionOf(Client(listener.address, { signal: AbortSignal.abort(reason) }))).to.equal(reason);
+      expect(await stillPending(listener.accept(), 20)).to.equal(true);
     });
   });
 
