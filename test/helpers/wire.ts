@@ -67,23 +67,32 @@ export interface RawPeer {
 }
 
 /**
- * A Connection facing a raw socket, over a Unix socket (or TCP on loopback
- * with `tcp: true`), so a test controls every byte the Connection reads.
+ * Two connected sockets over a Unix socket in a private directory (or TCP on
+ * loopback with `tcp: true`): `[near, far]`, both allowing half-open.
  */
-export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise<RawPeer> {
+export async function socketPair(tcp = false): Promise<[net.Socket, net.Socket]> {
   const dir = tcp ? null : mkdtempSync(join(tmpdir(), 'mpconn-test-'));
   const server = net.createServer({ allowHalfOpen: true });
   if (dir === null) server.listen(0, '127.0.0.1');
   else server.listen(join(dir, 's'));
   await once(server, 'listening');
   const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const raw =
+  const far =
     dir === null
       ? net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true })
       : net.connect({ path: join(dir, 's'), allowHalfOpen: true });
-  const [[near]] = await Promise.all([accepted, once(raw, 'connect')]);
+  const [[near]] = await Promise.all([accepted, once(far, 'connect')]);
   server.close();
   if (dir !== null) rmSync(dir, { recursive: true, force: true });
+  return [near, far];
+}
+
+/**
+ * A Connection facing a raw socket, over a Unix socket (or TCP on loopback
+ * with `tcp: true`), so a test controls every byte the Connection reads.
+ */
+export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise<RawPeer> {
+  const [near, raw] = await socketPair(tcp);
   const conn = Connection.fromStream(near, options);
   // Tests see write failures through writeRaw's callback; an 'error' event must not crash the run.
   raw.on('error', () => {});
