@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { expect } from 'chai';
 import { Client, type Connection, Listener, Pipe } from 'mpconn';
-import { NO_PYTHON, pythons, runPython } from './helpers/python.js';
+import { newestPython, NO_PYTHON, runPython } from './helpers/python.js';
 import { header, patterned, rawPeer, rejectionOf as rejection, writeRaw } from './helpers/wire.js';
 
 describe('cancellation', () => {
@@ -80,7 +80,7 @@ describe('cancellation', () => {
   });
 
   describe('Client({ timeout, signal })', () => {
-    const py = pythons().at(-1);
+    const py = newestPython();
     if (py === undefined) {
       it(`a connect that hangs (full backlog) rejects with TimeoutError — ${NO_PYTHON}`);
     } else {

@@ -25,35 +25,13 @@ import {
 } from 'mpconn';
 import fc from 'fast-check';
 import { FrameDecoder } from '../src/internal.js';
+import { depthOf, nested } from './helpers/deep.js';
 import { forEachPython, runPython, type Python } from './helpers/python.js';
 import { fdCount } from './stress/helpers.js';
 import { frame, header, patterned, rawPeer, rejectionOf, until, within, writeRaw } from './helpers/wire.js';
 
 const MiB = 1 << 20;
 const DEFAULT_MAX_DEPTH = 10_000;
-
-/** A value of `depth` nested one-element arrays around null, in each serializer's bytes. */
-function nested(serializer: 'msgpack' | 'json' | 'pickle', depth: number): Buffer {
-  switch (serializer) {
-    case 'msgpack':
-      return Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])]); // fixarray(1) ... nil
-    case 'json':
-      return Buffer.from('['.repeat(depth) + 'null' + ']'.repeat(depth));
-    case 'pickle':
-      // PROTO 4, None, TUPLE1 x depth, STOP: one byte per level, as CPython writes nested 1-tuples.
-      return Buffer.concat([Buffer.from([0x80, 4, 0x4e]), Buffer.alloc(depth, 0x85), Buffer.from('.')]);
-  }
-}
-
-/** Depth of nested one-element arrays, counted without recursion. */
-function depthOf(value: unknown): number {
-  let depth = 0;
-  while (Array.isArray(value)) {
-    depth++;
-    value = value[0];
-  }
-  return depth;
-}
 
 describe('hardening: decoders limit nesting depth', function () {
   this.timeout(30_000);

@@ -26,20 +26,16 @@ import {
   type Connection,
 } from 'mpconn';
 import { childLines, type ChildLines } from './helpers/child-lines.js';
-import { managerClientSuite, type StartedServer } from './helpers/manager-suite.js';
+import { escapes } from './helpers/escapes.js';
+import { expectPyError, managerClientSuite, type StartedServer } from './helpers/manager-suite.js';
 import { MPCONN, runNode } from './helpers/node.js';
-import { forEachPython, pythons, runPython, type Python } from './helpers/python.js';
+import { forEachPython, newestPython, type Python, runPython } from './helpers/python.js';
 import { rejectionOf, stillPending, within } from './helpers/wire.js';
 
 const SECOND = 5_000; // safety net for "must settle"; never a timing assertion
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/manager-client-server.py', import.meta.url));
 const AUTHKEY = 'manager-client-test';
 
-function expectPyError(err: unknown, pyType: string): void {
-  expect(err).to.be.instanceOf(RemoteError);
-  expect((err as RemoteError).kind).to.equal('#ERROR');
-  expect((err as RemoteError).pyType).to.equal(pyType);
-}
 
 interface PythonManager extends StartedServer {
   child: ChildLines;
@@ -505,17 +501,12 @@ describe('ManagerClient against a fake manager server (malformed replies, no aut
 describe('ManagerClient against a hostile manager server (handshake, then garbage)', () => {
   const KEY = 'hostile-server-key';
   let fake: FakeManager;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown): void => {
-    unhandled.push(reason);
-  };
+  const unhandled = escapes();
 
   before(async () => {
-    process.on('unhandledRejection', onUnhandled);
     fake = await fakeManager(KEY);
   });
   after(async () => {
-    process.off('unhandledRejection', onUnhandled);
     await fake?.close();
   });
   afterEach(() => fake.answers.clear());
@@ -617,7 +608,7 @@ describe('ManagerClient against a hostile manager server (handshake, then garbag
     expect(await rejectionOf(hung)).to.be.instanceOf(ConnectionStateError);
   });
 
-  const newest = pythons().at(-1)?.minor;
+  const newest = newestPython()?.minor;
   forEachPython(newest === undefined ? undefined : { only: [newest] }, (py) => {
     it(`a call whose request cannot be sent (the server stopped reading) still times out at once (CPython ${py.version} Listener)`, async () => {
       // A multiprocessing.connection Listener that answers each first request, then never reads that connection again.
@@ -659,7 +650,6 @@ while True:
   });
 
   it('no unhandled rejection came out of any of it', async () => {
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(unhandled).to.deep.equal([]);
+    await unhandled.check();
   });
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pipe, PyGlobal, PyObject } from 'mpconn';
 import { pickleLoads as loads } from '../src/internal.js';
-import { NO_PYTHON, pythons } from './helpers/python.js';
+import { newestPython, NO_PYTHON } from './helpers/python.js';
 import { fromHex, pickleBytes, pythonLines, toHex } from './pickle-helpers.js';
 
 interface Exploit {
@@ -112,7 +112,7 @@ describe('pickle decoding of malicious pickles', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const py = pythons().filter((p) => p.minor >= 8).at(-1);
+  const py = newestPython(8);
 
   for (const exploit of BY_HAND) {
     describe(exploit.name, () => {

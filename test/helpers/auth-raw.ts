@@ -6,10 +6,15 @@
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { frame } from './wire.js';
 
 export const CHALLENGE = Buffer.from('#CHALLENGE#');
 export const WELCOME = Buffer.from('#WELCOME#');
 export const FAILURE = Buffer.from('#FAILURE#');
+
+/** The digests CPython 3.12+ may name in a challenge, and the length of each one's MAC. */
+export const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
+export const MAC_LENGTH: Record<string, number> = { md5: 16, sha256: 32, sha384: 48, sha3_256: 32, sha3_384: 48 };
 
 /** Python digest name → Node hash name. */
 const NODE_HASH: Record<string, string> = {
@@ -31,13 +36,6 @@ export function modernReply(key: Uint8Array | string, challenge: Buffer): Buffer
   const close = challenge.indexOf('}');
   const digest = challenge.toString('latin1', 1, close);
   return Buffer.concat([Buffer.from(`{${digest}}`), hmac(digest, key, challenge)]);
-}
-
-export function frame(payload: Uint8Array | string): Buffer {
-  const body = Buffer.from(payload);
-  const header = Buffer.alloc(4);
-  header.writeInt32BE(body.length);
-  return Buffer.concat([header, body]);
 }
 
 export class RawPeer {

@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from 'mpconn';
 
-/** CPython's frame: 4-byte big-endian signed length, then the payload. */
-export function frame(payload: Uint8Array): Buffer {
+/** CPython's frame: 4-byte big-endian signed length, then the payload (a string as its UTF-8 bytes). */
+export function frame(payload: Uint8Array | string): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
   const header = Buffer.alloc(4);
-  header.writeInt32BE(payload.byteLength, 0);
-  return Buffer.concat([header, payload]);
+  header.writeInt32BE(body.byteLength, 0);
+  return Buffer.concat([header, body]);
 }
 
 /** The long form CPython uses above 0x7fffffff bytes: `-1`, then an 8-byte unsigned length. */
@@ -152,6 +153,16 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+export type Outcome<T = unknown> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** Settles `promise` into a record, so a test can look at how it ended. */
+export function outcome<T>(promise: Promise<T>): Promise<Outcome<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
 
 /** The rejection reason of `promise` (throws when it resolves instead). */

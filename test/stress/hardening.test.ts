@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Listener, type Connection } from 'mpconn';
 import { childLines } from '../helpers/child-lines.js';
-import { pythons, runPython } from '../helpers/python.js';
+import { newestPython, runPython } from '../helpers/python.js';
 import { MPCONN } from '../helpers/node.js';
 import { header, within } from '../helpers/wire.js';
 import { budget, fixture, runFixture, SCALE, scaled } from './helpers.js';
@@ -206,7 +206,7 @@ s.sendall(struct.pack('!i', 4) + b'next')
 sys.stdin.readline()
 s.close()
 `;
-    const py = pythons().at(-1);
+    const py = newestPython();
 
     (py === undefined ? it.skip : it)('costs the receiver what arrived plus at most 1 MiB (and a little), then delivers the frame and the next message', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'mpconn-trickle-'));
