@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
-import { frame } from './wire.js';
+import { frame, header } from './wire.js';
 
 export const CHALLENGE = Buffer.from('#CHALLENGE#');
 export const WELCOME = Buffer.from('#WELCOME#');
@@ -36,6 +36,42 @@ export function modernReply(key: Uint8Array | string, challenge: Buffer): Buffer
   const close = challenge.indexOf('}');
   const digest = challenge.toString('latin1', 1, close);
   return Buffer.concat([Buffer.from(`{${digest}}`), hmac(digest, key, challenge)]);
+}
+
+export interface FloodingListener {
+  port: number;
+  /** Bytes of the flood written so far (after the header and `first`). */
+  written(): number;
+  close(): void;
+}
+
+/**
+ * A fake listener on 127.0.0.1 that announces a handshake message of `length`
+ * bytes (the header says at most 0x7fffffff), writes `first`, then streams
+ * the rest 1 MiB at a time, as fast as the client reads, until it is all out
+ * or the client hung up.
+ */
+export async function floodingListener(length: number, first: Uint8Array = Buffer.alloc(0)): Promise<FloodingListener> {
+  let written = 0;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    const pump = (): void => {
+      while (!socket.destroyed && written < length) {
+        written += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+    };
+    socket.write(Buffer.concat([header(Math.min(length, 0x7fffffff)), first]));
+    pump();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    written: () => written,
+    close: () => server.close(),
+  };
 }
 
 export class RawPeer {
