@@ -80,7 +80,7 @@ function thrown(fn: () => unknown): any {
   throw new Error('expected a throw');
 }
 
-describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
+describe('addresses, Listener, Client and Pipe', () => {
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.close().catch(() => {})));
   });

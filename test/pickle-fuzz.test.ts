@@ -1,7 +1,7 @@
 /**
- * Fuzzing the pickle decoder (SPEC §5: bounded memory and time for any
- * input): random bytes, random opcode sequences and mutated valid pickles
- * either decode to a value or reject with UnpicklingError, never another
+ * Fuzzing the pickle decoder (bounded memory and time for any input):
+ * random bytes, random opcode sequences and mutated valid pickles either
+ * decode to a value or reject with UnpicklingError, never another
  * exception, and never allocate far beyond the input. A hang fails the suite
  * through mocha's timeout. The encoder, fed arbitrary JS values, either
  * writes a pickle the decoder reads or refuses with a TypeError or RangeError.

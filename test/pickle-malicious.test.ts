@@ -1,6 +1,6 @@
 /**
  * Pickles that run commands when CPython loads them decode to inert records
- * in mpconn and run nothing (SPEC §5). Each one would create a marker file;
+ * in mpconn and run nothing (README, "Security"). Each one would create a marker file;
  * the test first shows that CPython's own `pickle.loads` does create it (so
  * the pickle really is an exploit), then that mpconn's decoding does not.
  */

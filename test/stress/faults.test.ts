@@ -1,5 +1,5 @@
 /**
- * Faults (issue 7): a peer SIGKILLed at random points of a 64 MiB frame, a
+ * Faults: a peer SIGKILLed at random points of a 64 MiB frame, a
  * peer that half-closes, a peer that resets the connection. Every pending
  * call settles — receives with `EOFError` (at a message boundary) or
  * `ProtocolError` (inside a frame), `poll`/`wait` with "ready", sends with

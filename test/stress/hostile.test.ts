@@ -1,5 +1,5 @@
 /**
- * Hostile bytes (issue 7): fast-check fuzzing of the frame decoder (random
+ * Hostile bytes: fast-check fuzzing of the frame decoder (random
  * bytes, random cuts), of a Connection reading them over a real socket, and
  * of the handshake (random replies to `deliverChallenge`, random challenges
  * to `answerChallenge` and to `Client`, random handshakes against a Listener
@@ -312,7 +312,7 @@ describe('stress: hostile bytes', function () {
             const err = (result as { error: unknown }).error;
             expect(err instanceof AuthenticationError || err instanceof ProtocolError || err instanceof EOFError, describeError(err)).to.equal(true);
             if (err instanceof AuthenticationError && how === 'end') {
-              // A reply that was read and failed verification gets #FAILURE# (SPEC §3).
+              // A reply that was read and failed verification gets #FAILURE#, as CPython's deliver_challenge sends.
               const verdict = await within(raw.readFrame(), 5_000, 'the verdict');
               expect(verdict?.equals(FAILURE), `verdict ${verdict?.toString('latin1')}`).to.equal(true);
             }
