@@ -176,6 +176,16 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<any> {
   throw new Error(`expected a rejection, got ${describeValue(value)}`);
 }
 
+/** What `fn` throws (throws itself when `fn` returns instead). */
+export function thrown(fn: () => unknown): any {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}
+
 function describeValue(value: unknown): string {
   if (Buffer.isBuffer(value)) return `a ${value.length}-byte Buffer`;
   try {
