@@ -379,6 +379,19 @@ interface FakeManager {
   close(): Promise<void>;
 }
 
+/** Call inside a `describe`: one fake manager serves all its tests; its answers are cleared after each. */
+function fakeManagerForSuite(authkey: string | null): FakeManager {
+  const fake = {} as FakeManager;
+  before(async () => {
+    Object.assign(fake, await fakeManager(authkey));
+  });
+  after(async () => {
+    await fake.close?.();
+  });
+  afterEach(() => fake.answers.clear());
+  return fake;
+}
+
 /** A Node listener that speaks the handshake (with `authkey`) and then whatever `answers` says. */
 async function fakeManager(authkey: string | null): Promise<FakeManager> {
   const listener = await Listener.listen(['127.0.0.1', 0], { serializer: 'pickle', authkey });
@@ -455,14 +468,7 @@ describe('ManagerClient argument checks (before anything is sent)', () => {
 });
 
 describe('ManagerClient against a fake manager server (malformed replies, no authkey)', () => {
-  let fake: FakeManager;
-  before(async () => {
-    fake = await fakeManager(null);
-  });
-  after(async () => {
-    await fake?.close();
-  });
-  afterEach(() => fake.answers.clear());
+  const fake = fakeManagerForSuite(null);
 
   it('connects with authkey: null to a server without one', async () => {
     await using manager = await ManagerClient.connect(fake.address, { authkey: null });
@@ -500,16 +506,8 @@ describe('ManagerClient against a fake manager server (malformed replies, no aut
 
 describe('ManagerClient against a hostile manager server (handshake, then garbage)', () => {
   const KEY = 'hostile-server-key';
-  let fake: FakeManager;
+  const fake = fakeManagerForSuite(KEY);
   const unhandled = escapes();
-
-  before(async () => {
-    fake = await fakeManager(KEY);
-  });
-  after(async () => {
-    await fake?.close();
-  });
-  afterEach(() => fake.answers.clear());
 
   it('bytes that are no pickle, a non-tuple reply, a huge reply: clear errors, and the client stays usable', async () => {
     await using manager = await ManagerClient.connect(fake.address, { authkey: KEY });
