@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { expect } from 'chai';
-import { Client, type Connection, Listener, Pipe } from 'mpconn';
+import { Client, type Connection, Pipe } from 'mpconn';
 import { newestPython, NO_PYTHON, runPython } from './helpers/python.js';
 import { header, patterned, rawPeer, rejectionOf as rejection, writeRaw } from './helpers/wire.js';
 

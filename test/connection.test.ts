@@ -12,6 +12,7 @@ import {
   MpconnError,
   Pipe,
 } from 'mpconn';
+import { expectProtocol, expectState } from './helpers/connections.js';
 import {
   endRaw,
   frame,
@@ -26,7 +27,6 @@ import {
   writeRaw,
   type RawPeer,
 } from './helpers/wire.js';
-import { expectProtocol, expectState } from './helpers/connections.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;

@@ -10,7 +10,7 @@ import { MPCONN, runNode } from './helpers/node.js';
 import { newestPython, NO_PYTHON, pythons, runPython } from './helpers/python.js';
 import { RawPeer, modernReply } from './helpers/auth-raw.js';
 import { escapes } from './helpers/escapes.js';
-import { header, frame, until, within, writeRaw } from './helpers/wire.js';
+import { header, frame, within, writeRaw } from './helpers/wire.js';
 
 const KEY = 'manager-hostile-key';
 
