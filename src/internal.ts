@@ -7,7 +7,7 @@
 export { readiness, type HasReadiness } from './core/readiness.js';
 export { publish } from './connection/diagnostics.js';
 export { FrameDecoder, type FrameHandler } from './connection/frame-decoder.js';
-export { writeHeader } from './connection/frame-writer.js';
+export { FrameWriter, writeHeader } from './connection/frame-writer.js';
 export { resolveSerializer } from './serializers/resolve.js';
 export { PickleDecoder, pickleSerializer, dumps as pickleDumps, loads as pickleLoads } from './serializers/pickle/index.js';
 export { MAX_DEPTH as PICKLE_ENCODER_MAX_DEPTH } from './serializers/pickle/encoder.js';

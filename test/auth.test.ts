@@ -17,45 +17,12 @@ import {
   Pipe,
   ProtocolError,
 } from 'mpconn';
-import { CHALLENGE, FAILURE, frame, hmac, modernReply, RawPeer, rawServer, WELCOME } from './helpers/auth-raw.js';
-import { rejectionOf as rejection } from './helpers/wire.js';
+import { CHALLENGE, DIGESTS, FAILURE, hmac, MAC_LENGTH, modernReply, RawPeer, rawServer, WELCOME } from './helpers/auth-raw.js';
+import { escapes } from './helpers/escapes.js';
+import { frame, rejectionOf as rejection, within } from './helpers/wire.js';
 
 const KEY = 'a shared secret';
-const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
-const MAC_LENGTH: Record<string, number> = { md5: 16, sha256: 32, sha384: 48, sha3_256: 32, sha3_384: 48 };
 const LOCALHOST: [string, number] = ['127.0.0.1', 0];
-
-/** Collects unhandled rejections while a test runs; `check()` fails the test if there was one. */
-function unhandledRejections(): { check(): Promise<void> } {
-  const seen: unknown[] = [];
-  const spy = (reason: unknown): void => {
-    seen.push(reason);
-  };
-  beforeEach(() => {
-    seen.length = 0;
-    process.on('unhandledRejection', spy);
-  });
-  afterEach(() => {
-    process.off('unhandledRejection', spy);
-  });
-  return {
-    async check() {
-      // Node reports an unhandled rejection after the microtask queue drains.
-      await new Promise((resolve) => setImmediate(resolve));
-      await new Promise((resolve) => setImmediate(resolve));
-      expect(seen, 'unhandled rejections').to.deep.equal([]);
-    },
-  };
-}
-
-/** Rejects if `promise` has not settled after `ms`: a safety net, not a timing assertion. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const net = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, net]).finally(() => clearTimeout(timer));
-}
 
 /** The next `'handshakeError'` of `listener`: `[err, peer]`. */
 function nextHandshakeError(listener: Listener, ms = 5000): Promise<[Error, unknown]> {
@@ -81,7 +48,7 @@ async function expectGoodClientAccepted(listener: Listener, authkey: string | Ui
 
 describe('authentication', function () {
   this.timeout(15_000);
-  const unhandled = unhandledRejections();
+  const unhandled = escapes({ perTest: true });
 
   describe('Listener and Client with an authkey', () => {
     let listener: Listener;

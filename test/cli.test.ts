@@ -12,27 +12,13 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { type Address, Client, type Connection, EOFError, Listener, Pipe } from 'mpconn';
 import { fromTaggedJson, parseAddress, parseCommandLine, toTaggedJson } from '../src/internal.js';
-import { forEachPython, type Python, pythons, runPython } from './helpers/python.js';
+import { depthOf, nested } from './helpers/deep.js';
+import { forEachPython, newestPython, type Python, runPython } from './helpers/python.js';
 
 const BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const KEY_ENV = 'MPCONN_CLI_TEST_KEY';
 const KEY = 'cli test key';
 const USAGE_HINT = 'usage: mpconn listen ADDRESS';
-
-/** A value nested `depth` lists deep, as the bytes of each format (the innermost holds nothing or null). */
-function nested(format: 'msgpack' | 'json' | 'pickle', depth: number): Buffer {
-  if (format === 'msgpack') return Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])]); // [[...[None]...]]
-  if (format === 'json') return Buffer.from(`${'['.repeat(depth)}${']'.repeat(depth)}`);
-  // protocol 4: EMPTY_LIST x depth, then APPEND x (depth - 1) folds each list into the one below, STOP
-  return Buffer.concat([Buffer.from([0x80, 4]), Buffer.alloc(depth, 0x5d), Buffer.alloc(depth - 1, 0x61), Buffer.from('.')]);
-}
-
-/** How many arrays deep `value` is along its first items (no recursion: the value may be very deep). */
-function depthOf(value: unknown): number {
-  let depth = 0;
-  for (let v = value; Array.isArray(v); v = (v as unknown[])[0]) depth++;
-  return depth;
-}
 
 interface Result {
   code: number | null;
@@ -684,7 +670,7 @@ describe('mpconn CLI', function () {
     });
   });
 
-  const newest = pythons().filter((p) => p.minor >= 12).at(-1);
+  const newest = newestPython(12);
   forEachPython(newest === undefined ? { min: 12 } : { only: [newest.minor] }, (py: Python) => {
     describe(`with CPython ${py.version}`, () => {
       it('listen prints what a CPython client sends: JSON text over a Unix socket, raw bytes over TCP', async () => {

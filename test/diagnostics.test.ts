@@ -2,15 +2,14 @@
  * `diagnostics_channel` events and `NODE_DEBUG=mpconn` lines for connect,
  * accept, handshake (ok and failed), close and framing errors.
  */
-import { spawn as spawnChild } from 'node:child_process';
 import diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import net from 'node:net';
 import { expect } from 'chai';
 import { AuthenticationError, Client, Listener, ProtocolError } from '../src/index.js';
 import { publish } from '../src/internal.js';
-import { childLines, type ChildLines } from './helpers/child-lines.js';
-import { MPCONN } from './helpers/node.js';
+import type { ChildLines } from './helpers/child-lines.js';
+import { MPCONN, runNode } from './helpers/node.js';
 import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
 import { header, rejectionOf, until } from './helpers/wire.js';
 
@@ -197,12 +196,7 @@ describe('NODE_DEBUG=mpconn', function () {
   });
 
   function runDebug(code: string, nodeDebug: string): ChildLines {
-    const proc = spawnChild(process.execPath, ['--input-type=module', '-e', code], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_DEBUG: nodeDebug },
-      timeout: 15_000,
-    });
-    return childLines(proc, 'node child');
+    return runNode(code, [], [], { NODE_DEBUG: nodeDebug });
   }
 
   const program = `

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { collatzSteps } from '../examples/pool/collatz.js';
-import { NO_PYTHON, pythons } from './helpers/python.js';
+import { newestPython, NO_PYTHON } from './helpers/python.js';
 import { forEachPython, type Python } from './helpers/python.js';
 
 const run = promisify(execFile);
@@ -55,7 +55,7 @@ describe('examples (each one runs, its output is checked)', () => {
     expect(lines[11]).to.equal('6 tasks, maxTasksPerChild 2: worker processes used: 3');
   });
 
-  const python = pythons().at(-1);
+  const python = newestPython();
   if (python === undefined) it(`remote-queue (Python manager server): ${NO_PYTHON}`);
   else {
     it(`remote-queue: a Node producer and consumer share the queue of a CPython ${python.version} manager`, async () => {

@@ -15,22 +15,14 @@ import {
   Listener,
 } from 'mpconn';
 import { hex, startAgent, text, type AgentEvent, type PythonAgent } from './helpers/auth-python.js';
+import { DIGESTS } from './helpers/auth-raw.js';
 import { forEachPython } from './helpers/python.js';
-import { rejectionOf as rejection } from './helpers/wire.js';
+import { rejectionOf as rejection, within } from './helpers/wire.js';
 
 const KEY = 'interop secret ✓';
 const KEY_HEX = hex(KEY);
 const OTHER_HEX = hex('some other secret');
-const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
 const LOCALHOST: [string, number] = ['127.0.0.1', 0];
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const net = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, net]).finally(() => clearTimeout(timer));
-}
 
 function nextHandshakeError(listener: Listener): Promise<[Error, unknown]> {
   return within(once(listener, 'handshakeError') as Promise<[Error, unknown]>, 10_000, "'handshakeError'");

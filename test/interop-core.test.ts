@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Client, Connection, EOFError, Listener, type Address } from 'mpconn';
-import { forEachPython, pythons, runPython, type Python, type PythonProcess } from './helpers/python.js';
+import { forEachPython, newestPython, type Python, type PythonProcess, runPython } from './helpers/python.js';
 import { longFrame, rejectionOf, within } from './helpers/wire.js';
 
 const MiB = 1 << 20;
@@ -202,7 +202,7 @@ describe('interop: framing with CPython (no authentication)', function () {
 
 describe('interop: a burst of mpconn Clients against a busy Python Listener', function () {
   this.timeout(60_000);
-  const newest = pythons().at(-1);
+  const newest = newestPython();
 
   forEachPython(newest === undefined ? undefined : { only: [newest.minor] }, (py: Python) => {
     it(`all connect over a Unix socket although CPython ${py.version} listens with backlog 1 and accepts one at a time`, async () => {

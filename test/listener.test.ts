@@ -18,8 +18,8 @@ import {
   Pipe,
   type Address,
 } from 'mpconn';
-import { runNode, MPCONN } from './helpers/node.js';
-import { rejectionOf, stillPending, within } from './helpers/wire.js';
+import { MPCONN, runNode, type NodeChild } from './helpers/node.js';
+import { rejectionOf, stillPending, thrown, within } from './helpers/wire.js';
 
 /** Everything a test opens, closed after it. */
 const open: { close(): Promise<void> }[] = [];
@@ -58,6 +58,45 @@ function scratchDir(): string {
   return dir;
 }
 
+interface BusyListener {
+  path: string;
+  child: NodeChild;
+  /** Lets the child's event loop go on: it runs `afterRelease`, then closes the listener. */
+  release(): void;
+}
+
+/**
+ * A Listener on a Unix socket in a child process whose event loop is then
+ * kept busy, so it accepts nothing until `release()`: what happens to connects
+ * meanwhile depends on the listen backlog alone. Resolves once it listens.
+ */
+async function busyListener(backlog: number | undefined, afterRelease = ''): Promise<BusyListener> {
+  const dir = scratchDir();
+  const path = join(dir, 'busy.sock');
+  const releaseFile = join(dir, 'release');
+  const child = runNode(
+    `import { Listener } from '${MPCONN}';
+     import { existsSync } from 'node:fs';
+     const [path, release, size] = process.argv.slice(1);
+     const listener = await Listener.listen(path, size === 'default' ? {} : { backlog: Number(size) });
+     console.log('ready');
+     const until = Date.now() + 20000;
+     while (!existsSync(release) && Date.now() < until) {} // busy: accepts nothing
+     ${afterRelease}
+     await listener.close();`,
+    [path, releaseFile, backlog === undefined ? 'default' : String(backlog)],
+  );
+  const release = (): void => writeFileSync(releaseFile, '');
+  open.push({
+    close: async () => {
+      release();
+      await within(child.exit(), 20_000, 'busy listener process').finally(() => child.kill());
+    },
+  });
+  expect(await child.line()).to.equal('ready');
+  return { path, child, release };
+}
+
 async function hasIPv6Loopback(): Promise<boolean> {
   const server = net.createServer();
   try {
@@ -71,16 +110,7 @@ async function hasIPv6Loopback(): Promise<boolean> {
   }
 }
 
-function thrown(fn: () => unknown): any {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
-
-describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
+describe('addresses, Listener, Client and Pipe', () => {
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.close().catch(() => {})));
   });
@@ -369,28 +399,10 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
     }
 
     describe('backlog', () => {
-      /**
-       * A listener in a child process whose event loop is then kept busy, so
-       * nothing is accepted: how many of 20 Unix-socket connects get queued
-       * depends on the listen backlog alone.
-       */
+      /** How 20 Unix-socket connects to a busy listener with `backlog` end: 'queued', or the error code. */
       async function queuedWhileBusy(backlog: number | undefined): Promise<string[]> {
-        const dir = scratchDir();
-        const path = join(dir, 'busy.sock');
-        const release = join(dir, 'release');
-        const child = runNode(
-          `import { Listener } from '${MPCONN}';
-           import { existsSync } from 'node:fs';
-           const [path, release, size] = process.argv.slice(1);
-           const listener = await Listener.listen(path, size === 'default' ? {} : { backlog: Number(size) });
-           console.log('ready');
-           const until = Date.now() + 20000;
-           while (!existsSync(release) && Date.now() < until) {}
-           await listener.close();`,
-          [path, release, backlog === undefined ? 'default' : String(backlog)],
-        );
+        const { path, release } = await busyListener(backlog);
         try {
-          expect(await child.line()).to.equal('ready');
           return await Promise.all(
             Array.from(
               { length: 20 },
@@ -406,8 +418,7 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
             ),
           );
         } finally {
-          writeFileSync(release, '');
-          await within(child.exit(), 20_000, 'busy child').finally(() => child.kill());
+          release();
         }
       }
 
@@ -555,72 +566,36 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
     it('waits for room when a Unix listener’s accept queue is full, as Python’s blocking connect does', async () => {
       // A Python Listener has backlog 1 and accepts one connection at a time: a
       // burst of clients must queue up, not fail with EAGAIN.
-      const dir = scratchDir();
-      const path = join(dir, 'busy.sock');
-      const release = join(dir, 'release');
-      const child = runNode(
-        `import { Listener } from '${MPCONN}';
-         import { existsSync } from 'node:fs';
-         const [path, release] = process.argv.slice(1);
-         const listener = await Listener.listen(path, { backlog: 1 });
-         console.log('ready');
-         const until = Date.now() + 20000;
-         while (!existsSync(release) && Date.now() < until) {} // busy: accepts nothing
-         for (let i = 0; i < 6; i++) {
+      const { path, child, release } = await busyListener(
+        1,
+        `for (let i = 0; i < 6; i++) {
            const conn = await listener.accept();
            await conn.send(i);
            await conn.close();
-         }
-         await listener.close();`,
-        [path, release],
+         }`,
       );
-      try {
-        expect(await child.line()).to.equal('ready');
-        const clients = Array.from({ length: 6 }, () =>
-          Client(path, { timeout: 30_000 }).then(async (conn) => {
-            open.push(conn);
-            return conn.recv();
-          }),
-        );
-        const settled = Promise.allSettled(clients);
-        expect(await stillPending(settled, 300)).to.equal(true);
-        writeFileSync(release, '');
-        const results = await within(settled, 20_000, 'clients');
-        const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
-        expect(failures).to.deep.equal([]);
-        expect(results.map((r) => (r as PromiseFulfilledResult<unknown>).value).sort()).to.deep.equal([0, 1, 2, 3, 4, 5]);
-        expect((await within(child.exit(), 10_000, 'listener process')).code).to.equal(0);
-      } finally {
-        writeFileSync(release, '');
-        child.kill();
-      }
+      const clients = Array.from({ length: 6 }, () =>
+        Client(path, { timeout: 30_000 }).then(async (conn) => {
+          open.push(conn);
+          return conn.recv();
+        }),
+      );
+      const settled = Promise.allSettled(clients);
+      expect(await stillPending(settled, 300)).to.equal(true);
+      release();
+      const results = await within(settled, 20_000, 'clients');
+      const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+      expect(failures).to.deep.equal([]);
+      expect(results.map((r) => (r as PromiseFulfilledResult<unknown>).value).sort()).to.deep.equal([0, 1, 2, 3, 4, 5]);
+      expect((await within(child.exit(), 10_000, 'listener process')).code).to.equal(0);
     });
 
     (process.platform === 'linux' ? it : it.skip)('still gives up when the queue stays full past its timeout', async () => {
-      const dir = scratchDir();
-      const path = join(dir, 'stuck.sock');
-      const release = join(dir, 'release');
-      const child = runNode(
-        `import { Listener } from '${MPCONN}';
-         import { existsSync } from 'node:fs';
-         const [path, release] = process.argv.slice(1);
-         const listener = await Listener.listen(path, { backlog: 1 });
-         console.log('ready');
-         const until = Date.now() + 20000;
-         while (!existsSync(release) && Date.now() < until) {}
-         await listener.close();`,
-        [path, release],
-      );
-      try {
-        expect(await child.line()).to.equal('ready');
-        const attempts = await Promise.allSettled(Array.from({ length: 8 }, () => Client(path, { timeout: 200 })));
-        for (const a of attempts) if (a.status === 'fulfilled') open.push(a.value);
-        const timeouts = attempts.filter((a) => a.status === 'rejected' && (a.reason as Error).name === 'TimeoutError');
-        expect(timeouts.length).to.be.greaterThan(0);
-      } finally {
-        writeFileSync(release, '');
-        child.kill();
-      }
+      const { path } = await busyListener(1);
+      const attempts = await Promise.allSettled(Array.from({ length: 8 }, () => Client(path, { timeout: 200 })));
+      for (const a of attempts) if (a.status === 'fulfilled') open.push(a.value);
+      const timeouts = attempts.filter((a) => a.status === 'rejected' && (a.reason as Error).name === 'TimeoutError');
+      expect(timeouts.length).to.be.greaterThan(0);
     });
 
     it('rejects when nothing listens at the address', async () => {
@@ -632,6 +607,7 @@ describe('addresses, Listener, Client and Pipe (SPEC §4)', () => {
       const listener = await listen();
       const reason = new Error('stop');
       expect(await rejectionOf(Client(listener.address, { signal: AbortSignal.abort(reason) }))).to.equal(reason);
+      expect(await stillPending(listener.accept(), 20)).to.equal(true);
     });
   });
 

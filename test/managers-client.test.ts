@@ -26,20 +26,16 @@ import {
   type Connection,
 } from 'mpconn';
 import { childLines, type ChildLines } from './helpers/child-lines.js';
-import { managerClientSuite, type StartedServer } from './helpers/manager-suite.js';
+import { escapes } from './helpers/escapes.js';
+import { expectPyError, managerClientSuite, type StartedServer } from './helpers/manager-suite.js';
 import { MPCONN, runNode } from './helpers/node.js';
-import { forEachPython, pythons, runPython, type Python } from './helpers/python.js';
+import { forEachPython, newestPython, type Python, runPython } from './helpers/python.js';
 import { rejectionOf, stillPending, within } from './helpers/wire.js';
 
 const SECOND = 5_000; // safety net for "must settle"; never a timing assertion
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/manager-client-server.py', import.meta.url));
 const AUTHKEY = 'manager-client-test';
 
-function expectPyError(err: unknown, pyType: string): void {
-  expect(err).to.be.instanceOf(RemoteError);
-  expect((err as RemoteError).kind).to.equal('#ERROR');
-  expect((err as RemoteError).pyType).to.equal(pyType);
-}
 
 interface PythonManager extends StartedServer {
   child: ChildLines;
@@ -383,6 +379,19 @@ interface FakeManager {
   close(): Promise<void>;
 }
 
+/** Call inside a `describe`: one fake manager serves all its tests; its answers are cleared after each. */
+function fakeManagerForSuite(authkey: string | null): FakeManager {
+  const fake = {} as FakeManager;
+  before(async () => {
+    Object.assign(fake, await fakeManager(authkey));
+  });
+  after(async () => {
+    await fake.close?.();
+  });
+  afterEach(() => fake.answers.clear());
+  return fake;
+}
+
 /** A Node listener that speaks the handshake (with `authkey`) and then whatever `answers` says. */
 async function fakeManager(authkey: string | null): Promise<FakeManager> {
   const listener = await Listener.listen(['127.0.0.1', 0], { serializer: 'pickle', authkey });
@@ -459,14 +468,7 @@ describe('ManagerClient argument checks (before anything is sent)', () => {
 });
 
 describe('ManagerClient against a fake manager server (malformed replies, no authkey)', () => {
-  let fake: FakeManager;
-  before(async () => {
-    fake = await fakeManager(null);
-  });
-  after(async () => {
-    await fake?.close();
-  });
-  afterEach(() => fake.answers.clear());
+  const fake = fakeManagerForSuite(null);
 
   it('connects with authkey: null to a server without one', async () => {
     await using manager = await ManagerClient.connect(fake.address, { authkey: null });
@@ -504,21 +506,8 @@ describe('ManagerClient against a fake manager server (malformed replies, no aut
 
 describe('ManagerClient against a hostile manager server (handshake, then garbage)', () => {
   const KEY = 'hostile-server-key';
-  let fake: FakeManager;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown): void => {
-    unhandled.push(reason);
-  };
-
-  before(async () => {
-    process.on('unhandledRejection', onUnhandled);
-    fake = await fakeManager(KEY);
-  });
-  after(async () => {
-    process.off('unhandledRejection', onUnhandled);
-    await fake?.close();
-  });
-  afterEach(() => fake.answers.clear());
+  const fake = fakeManagerForSuite(KEY);
+  const unhandled = escapes();
 
   it('bytes that are no pickle, a non-tuple reply, a huge reply: clear errors, and the client stays usable', async () => {
     await using manager = await ManagerClient.connect(fake.address, { authkey: KEY });
@@ -617,7 +606,7 @@ describe('ManagerClient against a hostile manager server (handshake, then garbag
     expect(await rejectionOf(hung)).to.be.instanceOf(ConnectionStateError);
   });
 
-  const newest = pythons().at(-1)?.minor;
+  const newest = newestPython()?.minor;
   forEachPython(newest === undefined ? undefined : { only: [newest] }, (py) => {
     it(`a call whose request cannot be sent (the server stopped reading) still times out at once (CPython ${py.version} Listener)`, async () => {
       // A multiprocessing.connection Listener that answers each first request, then never reads that connection again.
@@ -659,7 +648,6 @@ while True:
   });
 
   it('no unhandled rejection came out of any of it', async () => {
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(unhandled).to.deep.equal([]);
+    await unhandled.check();
   });
 });

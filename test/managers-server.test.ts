@@ -139,6 +139,32 @@ async function checks(py: Python, code: string, args: string[], owner = children
   return results;
 }
 
+/**
+ * Call inside a `describe`: starts `run` for every CPython at once in a
+ * `before` (each test awaits its own run); after the suite, the servers and
+ * processes the runs put in `held` and `spawned` are closed.
+ */
+function concurrentRuns<T>(
+  run: (py: Python, held: Set<ManagerServer>, spawned: Set<PythonProcess>) => Promise<T>,
+): Map<string, Promise<T>> {
+  const held = new Set<ManagerServer>();
+  const spawned = new Set<PythonProcess>();
+  const runs = new Map<string, Promise<T>>();
+  before(() => {
+    for (const py of pythons()) {
+      const started = run(py, held, spawned);
+      started.catch(() => {}); // awaited (and reported) by its test
+      runs.set(py.version, started);
+    }
+  });
+  after(async () => {
+    await Promise.allSettled(runs.values());
+    for (const child of spawned) child.kill();
+    await Promise.all([...held].map((s) => s.close()));
+  });
+  return runs;
+}
+
 function hostPort(server: ManagerServer): [string, string] {
   const [host, port] = server.address as readonly [string, number];
   return [host, String(port)];
@@ -349,28 +375,14 @@ describe('ManagerServer', () => {
     // handshake's last frame and its request back to back, and Nagle holds the
     // second until the server's delayed ACK), not computing: every version's
     // run starts at once here, and each test awaits its own.
-    const held = new Set<ManagerServer>();
-    const spawned = new Set<PythonProcess>();
-    const runs = new Map<string, Promise<{ results: Map<string, unknown>; queue: BlockingQueue }>>();
-    before(() => {
-      for (const py of pythons()) {
-        const run = (async () => {
-          const queue = new BlockingQueue();
-          const server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: KEY, sync: false });
-          held.add(server);
-          server.register('get_queue', () => queue);
-          server.register('Counter', (n: number) => new Counter(n), { methodToTypeid: { child: 'Counter' } });
-          server.register('Holder', () => new Holder());
-          return { results: await checks(py, BASIC, hostPort(server), spawned), queue };
-        })();
-        run.catch(() => {}); // awaited (and reported) by its test
-        runs.set(py.version, run);
-      }
-    });
-    after(async () => {
-      await Promise.allSettled(runs.values());
-      for (const child of spawned) child.kill();
-      await Promise.all([...held].map((s) => s.close()));
+    const runs = concurrentRuns(async (py, held, spawned) => {
+      const queue = new BlockingQueue();
+      const server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: KEY, sync: false });
+      held.add(server);
+      server.register('get_queue', () => queue);
+      server.register('Counter', (n: number) => new Counter(n), { methodToTypeid: { child: 'Counter' } });
+      server.register('Holder', () => new Holder());
+      return { results: await checks(py, BASIC, hostPort(server), spawned), queue };
     });
 
     forEachPython(undefined, (py) => {
@@ -414,31 +426,17 @@ describe('ManagerServer', () => {
       // The same client script runs against the Node server and against
       // CPython's own SyncManager server (same version): the results must be
       // the same, check by check.
-      const held = new Set<ManagerServer>();
-      const spawned = new Set<PythonProcess>();
-      const runs = new Map<string, Promise<{ node: Map<string, unknown>; cpython: Map<string, unknown> }>>();
-      before(() => {
-        for (const py of pythons()) {
-          const run = (async () => {
-            const server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: KEY });
-            held.add(server);
-            const reference = python(py, CPYTHON_SYNC_SERVER, [], spawned);
-            const port = await within(reference.line(), 20_000, `CPython ${py.version} SyncManager server`);
-            const [node, cpython] = await Promise.all([
-              checks(py, SYNC, hostPort(server), spawned),
-              checks(py, SYNC, ['127.0.0.1', port], spawned),
-            ]);
-            reference.kill();
-            return { node, cpython };
-          })();
-          run.catch(() => {});
-          runs.set(py.version, run);
-        }
-      });
-      after(async () => {
-        await Promise.allSettled(runs.values());
-        for (const child of spawned) child.kill();
-        await Promise.all([...held].map((s) => s.close()));
+      const runs = concurrentRuns(async (py, held, spawned) => {
+        const server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: KEY });
+        held.add(server);
+        const reference = python(py, CPYTHON_SYNC_SERVER, [], spawned);
+        const port = await within(reference.line(), 20_000, `CPython ${py.version} SyncManager server`);
+        const [node, cpython] = await Promise.all([
+          checks(py, SYNC, hostPort(server), spawned),
+          checks(py, SYNC, ['127.0.0.1', port], spawned),
+        ]);
+        reference.kill();
+        return { node, cpython };
       });
 
       forEachPython(undefined, (py) => {

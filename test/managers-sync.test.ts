@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { Kwargs, ManagerServer, PyFloat, PyGlobal, PyObject, Tuple } from 'mpconn';
 import { SharedArray, SharedBarrier, SharedBoundedSemaphore, SharedCondition, SharedDict, SharedEvent, SharedIterator, SharedJoinableQueue, SharedList, SharedLock, SharedNamespace, SharedQueue, SharedRLock, SharedSemaphore, SharedValue } from '../src/index.js';
 import { runInCall, type CallContext, hashKey, pyEquals, pyRepr, syncTypeids } from '../src/internal.js';
-import { forEachPython, pythons, runPython, type PythonProcess } from './helpers/python.js';
+import { forEachPython, newestPython, type PythonProcess, pythons, runPython } from './helpers/python.js';
 import { stillPending, within } from './helpers/wire.js';
 
 /** A client connection as the served objects see it: an owner and a signal that aborts when it closes. */
@@ -659,7 +659,7 @@ describe('pyRepr', () => {
 });
 
 describe('pyRepr against CPython', () => {
-  const newest = pythons().at(-1);
+  const newest = newestPython();
   // Deterministic pseudo-random doubles and strings (xorshift), so a failure can be replayed.
   let seed = 0x9e3779b9;
   const next = (): number => {

@@ -1,6 +1,6 @@
 /**
  * A header that lies about its length must not make mpconn allocate what it
- * claims (SPEC §3). The measured part runs in a child `node --expose-gc`, so
+ * claims. The measured part runs in a child `node --expose-gc`, so
  * the test runner's own heap does not blur the figures: the child reports its
  * memory (rss, external, arrayBuffers) before, while the lying frame is
  * pending (once the socket has read every byte sent), and after the close.

@@ -10,20 +10,11 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { Client, Connection, Listener, Pipe, spawn, wait } from '../src/index.js';
 import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
-import { rejectionOf, stillPending } from './helpers/wire.js';
+import { rejectionOf, stillPending, thrown } from './helpers/wire.js';
 
 const LOCALHOST: [string, number] = ['127.0.0.1', 0];
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const execFileAsync = promisify(execFile);
-
-function thrown(fn: () => unknown): any {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
 
 /** Options objects typed loosely on purpose: these are the mistakes the types catch, made from JavaScript. */
 const loose = (o: object): never => o as never;

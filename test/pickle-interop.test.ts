@@ -1,5 +1,5 @@
 /**
- * The pickle serializer against real CPython peers (SPEC §5): a Python
+ * The pickle serializer against real CPython peers (README, "Serializers"): a Python
  * `multiprocessing.connection.Client` sends a corpus with `conn.send(v)` and
  * with `conn.send_bytes(pickle.dumps(v, protocol=p))` for every protocol it
  * has, to an mpconn `Listener` with `serializer: 'pickle'`, which must decode

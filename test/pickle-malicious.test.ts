@@ -1,6 +1,6 @@
 /**
  * Pickles that run commands when CPython loads them decode to inert records
- * in mpconn and run nothing (SPEC §5). Each one would create a marker file;
+ * in mpconn and run nothing (README, "Security"). Each one would create a marker file;
  * the test first shows that CPython's own `pickle.loads` does create it (so
  * the pickle really is an exploit), then that mpconn's decoding does not.
  */
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pipe, PyGlobal, PyObject } from 'mpconn';
 import { pickleLoads as loads } from '../src/internal.js';
-import { NO_PYTHON, pythons } from './helpers/python.js';
+import { newestPython, NO_PYTHON } from './helpers/python.js';
 import { fromHex, pickleBytes, pythonLines, toHex } from './pickle-helpers.js';
 
 interface Exploit {
@@ -112,7 +112,7 @@ describe('pickle decoding of malicious pickles', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const py = pythons().filter((p) => p.minor >= 8).at(-1);
+  const py = newestPython(8);
 
   for (const exploit of BY_HAND) {
     describe(exploit.name, () => {

@@ -1,5 +1,5 @@
 /**
- * The pickle serializer in-process (SPEC §5): the bytes `dumps` writes (checked
+ * The pickle serializer in-process (README, "Serializers"): the bytes `dumps` writes (checked
  * against CPython's own `pickle.dumps(v, 4)`), the values `loads` gives for
  * each protocol's opcodes, and the limits that keep decoding bounded.
  */

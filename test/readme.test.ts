@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { NO_PYTHON, pythons } from './helpers/python.js';
+import { newestPython, NO_PYTHON } from './helpers/python.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const readme = readFileSync(`${root}README.md`, 'utf8');
@@ -89,7 +89,7 @@ describe('README runnable blocks', () => {
     ]);
   });
 
-  const py = pythons().at(-1);
+  const py = newestPython();
   if (py === undefined) {
     it(`Python interop blocks — ${NO_PYTHON}`);
     return;

@@ -6,10 +6,15 @@
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { frame, header } from './wire.js';
 
 export const CHALLENGE = Buffer.from('#CHALLENGE#');
 export const WELCOME = Buffer.from('#WELCOME#');
 export const FAILURE = Buffer.from('#FAILURE#');
+
+/** The digests CPython 3.12+ may name in a challenge, and the length of each one's MAC. */
+export const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
+export const MAC_LENGTH: Record<string, number> = { md5: 16, sha256: 32, sha384: 48, sha3_256: 32, sha3_384: 48 };
 
 /** Python digest name → Node hash name. */
 const NODE_HASH: Record<string, string> = {
@@ -33,11 +38,40 @@ export function modernReply(key: Uint8Array | string, challenge: Buffer): Buffer
   return Buffer.concat([Buffer.from(`{${digest}}`), hmac(digest, key, challenge)]);
 }
 
-export function frame(payload: Uint8Array | string): Buffer {
-  const body = Buffer.from(payload);
-  const header = Buffer.alloc(4);
-  header.writeInt32BE(body.length);
-  return Buffer.concat([header, body]);
+export interface FloodingListener {
+  port: number;
+  /** Bytes of the flood written so far (after the header and `first`). */
+  written(): number;
+  close(): void;
+}
+
+/**
+ * A fake listener on 127.0.0.1 that announces a handshake message of `length`
+ * bytes (the header says at most 0x7fffffff), writes `first`, then streams
+ * the rest 1 MiB at a time, as fast as the client reads, until it is all out
+ * or the client hung up.
+ */
+export async function floodingListener(length: number, first: Uint8Array = Buffer.alloc(0)): Promise<FloodingListener> {
+  let written = 0;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    const pump = (): void => {
+      while (!socket.destroyed && written < length) {
+        written += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+    };
+    socket.write(Buffer.concat([header(Math.min(length, 0x7fffffff)), first]));
+    pump();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    written: () => written,
+    close: () => server.close(),
+  };
 }
 
 export class RawPeer {

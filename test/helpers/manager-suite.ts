@@ -39,6 +39,14 @@ export interface SuiteOptions {
   emptyType?: string;
 }
 
+/** `err` is a Python exception of type `pyType` (e.g. 'builtins.KeyError') raised by the served method. */
+export function expectPyError(err: unknown, pyType: string): RemoteError {
+  expect(err).to.be.instanceOf(RemoteError);
+  expect((err as RemoteError).kind).to.equal('#ERROR');
+  expect((err as RemoteError).pyType).to.equal(pyType);
+  return err as RemoteError;
+}
+
 const SECOND = 5_000; // safety net for "must settle"; never a timing assertion
 
 export function managerClientSuite(startServer: () => Promise<StartedServer>, suiteOptions: SuiteOptions = {}): void {
@@ -65,13 +73,6 @@ export function managerClientSuite(startServer: () => Promise<StartedServer>, su
     if (suiteOptions.emptyType !== undefined) expect(remote.pyType).to.equal(suiteOptions.emptyType);
     else expect(remote.pyType).to.match(/^_?queue\.Empty$/);
     expect(remote.exception).to.not.equal(null);
-  }
-
-  function expectPyError(err: unknown, pyType: string): RemoteError {
-    expect(err).to.be.instanceOf(RemoteError);
-    expect((err as RemoteError).kind).to.equal('#ERROR');
-    expect((err as RemoteError).pyType).to.equal(pyType);
-    return err as RemoteError;
   }
 
   describe('connect', () => {

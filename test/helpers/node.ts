@@ -11,10 +11,14 @@ export const MPCONN = new URL('../../src/index.js', import.meta.url).href;
 
 export type NodeChild = ChildLines;
 
-/** Runs ESM `code` in a fresh `node`; `args` become `process.argv.slice(1)` (node -e has no script name). */
-export function runNode(code: string, args: string[] = [], nodeArgs: string[] = []): NodeChild {
+/**
+ * Runs ESM `code` in a fresh `node`; `args` become `process.argv.slice(1)`
+ * (node -e has no script name). `env` is added to this process's environment.
+ */
+export function runNode(code: string, args: string[] = [], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): NodeChild {
   const child = spawn(process.execPath, [...nodeArgs, '--input-type=module', '-e', code, '--', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   return childLines(child, 'node child');
 }

@@ -63,6 +63,11 @@ export function pythons(): Python[] {
   return result;
 }
 
+/** The newest CPython found, at least 3.`minMinor`; undefined when there is none. */
+export function newestPython(minMinor = 0): Python | undefined {
+  return pythons().filter((p) => p.minor >= minMinor).at(-1);
+}
+
 export const NO_PYTHON =
   'SKIPPED: no CPython 3.x found (looked in $(pyenv root)/versions/*/bin/python and python3 on PATH), so this interop test did not run';
 

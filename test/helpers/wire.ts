@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from 'mpconn';
 
-/** CPython's frame: 4-byte big-endian signed length, then the payload. */
-export function frame(payload: Uint8Array): Buffer {
+/** CPython's frame: 4-byte big-endian signed length, then the payload (a string as its UTF-8 bytes). */
+export function frame(payload: Uint8Array | string): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
   const header = Buffer.alloc(4);
-  header.writeInt32BE(payload.byteLength, 0);
-  return Buffer.concat([header, payload]);
+  header.writeInt32BE(body.byteLength, 0);
+  return Buffer.concat([header, body]);
 }
 
 /** The long form CPython uses above 0x7fffffff bytes: `-1`, then an 8-byte unsigned length. */
@@ -67,23 +68,32 @@ export interface RawPeer {
 }
 
 /**
- * A Connection facing a raw socket, over a Unix socket (or TCP on loopback
- * with `tcp: true`), so a test controls every byte the Connection reads.
+ * Two connected sockets over a Unix socket in a private directory (or TCP on
+ * loopback with `tcp: true`): `[near, far]`, both allowing half-open.
  */
-export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise<RawPeer> {
+export async function socketPair(tcp = false): Promise<[net.Socket, net.Socket]> {
   const dir = tcp ? null : mkdtempSync(join(tmpdir(), 'mpconn-test-'));
   const server = net.createServer({ allowHalfOpen: true });
   if (dir === null) server.listen(0, '127.0.0.1');
   else server.listen(join(dir, 's'));
   await once(server, 'listening');
   const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const raw =
+  const far =
     dir === null
       ? net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true })
       : net.connect({ path: join(dir, 's'), allowHalfOpen: true });
-  const [[near]] = await Promise.all([accepted, once(raw, 'connect')]);
+  const [[near]] = await Promise.all([accepted, once(far, 'connect')]);
   server.close();
   if (dir !== null) rmSync(dir, { recursive: true, force: true });
+  return [near, far];
+}
+
+/**
+ * A Connection facing a raw socket, over a Unix socket (or TCP on loopback
+ * with `tcp: true`), so a test controls every byte the Connection reads.
+ */
+export async function rawPeer(options?: ConnectionOptions, tcp = false): Promise<RawPeer> {
+  const [near, raw] = await socketPair(tcp);
   const conn = Connection.fromStream(near, options);
   // Tests see write failures through writeRaw's callback; an 'error' event must not crash the run.
   raw.on('error', () => {});
@@ -145,6 +155,16 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
+export type Outcome<T = unknown> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** Settles `promise` into a record, so a test can look at how it ended. */
+export function outcome<T>(promise: Promise<T>): Promise<Outcome<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+
 /** The rejection reason of `promise` (throws when it resolves instead). */
 export async function rejectionOf(promise: Promise<unknown>): Promise<any> {
   let value: unknown;
@@ -154,6 +174,16 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<any> {
     return err;
   }
   throw new Error(`expected a rejection, got ${describeValue(value)}`);
+}
+
+/** What `fn` throws (throws itself when `fn` returns instead). */
+export function thrown(fn: () => unknown): any {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
 }
 
 function describeValue(value: unknown): string {

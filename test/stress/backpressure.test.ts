@@ -1,5 +1,5 @@
 /**
- * Backpressure (issue 7): a sender pushing 1 GiB (× STRESS_SCALE) with a
+ * Backpressure: a sender pushing 1 GiB (× STRESS_SCALE) with a
  * loop of `await conn.sendBytes(...)` to a reader that reads slowly keeps its
  * own memory growth under 256 MB, and the reader receives every byte, in
  * order and intact. Sender and reader are separate child processes, so each

@@ -1,5 +1,5 @@
 /**
- * Fairness (issue 7): a loop of `await conn.sendBytes(...)` whose promises
+ * Fairness: a loop of `await conn.sendBytes(...)` whose promises
  * resolve at once (the kernel keeps up) must not starve the process's other
  * connections or timers. While this process floods 1 GiB (× STRESS_SCALE)
  * over TCP to a reader child, a second connection in this process keeps

@@ -1,5 +1,5 @@
 /**
- * Faults (issue 7): a peer SIGKILLed at random points of a 64 MiB frame, a
+ * Faults: a peer SIGKILLed at random points of a 64 MiB frame, a
  * peer that half-closes, a peer that resets the connection. Every pending
  * call settles — receives with `EOFError` (at a message boundary) or
  * `ProtocolError` (inside a frame), `poll`/`wait` with "ready", sends with
@@ -12,8 +12,8 @@ import { encode } from '@msgpack/msgpack';
 import { once } from 'node:events';
 import net from 'node:net';
 import { BufferTooShort, Client, Connection, ConnectionStateError, EOFError, Listener, ProtocolError, wait } from 'mpconn';
-import { pythons, runPython } from '../helpers/python.js';
-import { endRaw, frame, header, rawPeer, sleep, until, within, writeRaw } from '../helpers/wire.js';
+import { newestPython, runPython } from '../helpers/python.js';
+import { endRaw, frame, header, outcome, rawPeer, sleep, until, within, writeRaw, type Outcome } from '../helpers/wire.js';
 import { budget, fdCount, fdTargets, prng, runFixture, scaled, seed } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -21,27 +21,13 @@ const FRAME = 64 * MiB;
 
 /** Every pending call a test can have on a connection, started before the fault. */
 function pendingCalls(conn: Connection, into: Uint8Array | null) {
-  const settled = (p: Promise<unknown>) =>
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    );
   return {
-    into: into === null ? null : settled(conn.recvBytesInto(into)),
-    recv: settled(conn.recv()),
-    recvBytes: settled(conn.recvBytes()),
-    poll: settled(conn.poll(Infinity)),
-    wait: settled(wait([conn])),
+    into: into === null ? null : outcome(conn.recvBytesInto(into)),
+    recv: outcome(conn.recv()),
+    recvBytes: outcome(conn.recvBytes()),
+    poll: outcome(conn.poll(Infinity)),
+    wait: outcome(wait([conn])),
   };
-}
-
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
-
-function outcome(p: Promise<unknown>): Promise<Outcome> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
 }
 
 function describeOutcome(o: Outcome): string {
@@ -550,7 +536,7 @@ describe('stress: faults', function () {
       });
     }
 
-    const py = pythons().at(-1);
+    const py = newestPython();
     if (py === undefined) {
       it('SKIPPED: no CPython found for the SO_LINGER 0 peer');
     } else {

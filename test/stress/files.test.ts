@@ -1,5 +1,5 @@
 /**
- * Files (issue 7): an address-less Listener lives in a private directory
+ * Files: an address-less Listener lives in a private directory
  * (mode 0700, so no other user can reach or replace its socket), and its
  * socket file and directory are gone after `close()`, after the owning
  * process exits normally or of an uncaught exception, and after it is killed

@@ -14,9 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Listener, type Connection } from 'mpconn';
 import { childLines } from '../helpers/child-lines.js';
-import { pythons, runPython } from '../helpers/python.js';
-import { MPCONN } from '../helpers/node.js';
-import { header, within } from '../helpers/wire.js';
+import { newestPython, runPython } from '../helpers/python.js';
+import { floodingListener } from '../helpers/auth-raw.js';
+import { MPCONN, runNode } from '../helpers/node.js';
+import { within } from '../helpers/wire.js';
 import { budget, fixture, runFixture, SCALE, scaled } from './helpers.js';
 
 const MB = 1_000_000;
@@ -86,22 +87,7 @@ console.log(JSON.stringify({ outcome, peakGrowth, reply }));
 `;
 
     it('fails with AuthenticationError (cause ERR_MESSAGE_TOO_LONG) having grown by a few MB, then connects to a good listener', async () => {
-      const total = scaled(1024) * MiB;
-      let written = 0;
-      const fake = net.createServer((socket) => {
-        socket.on('error', () => {});
-        const chunk = Buffer.alloc(MiB, 0x41);
-        const pump = (): void => {
-          while (!socket.destroyed && written < total) {
-            written += chunk.length;
-            if (!socket.write(chunk)) return void socket.once('drain', pump);
-          }
-        };
-        socket.write(header(Math.min(total, 0x7fffffff)));
-        pump();
-      });
-      fake.listen(0, '127.0.0.1');
-      await once(fake, 'listening');
+      const fake = await floodingListener(scaled(1024) * MiB);
       const good = await Listener.listen(['127.0.0.1', 0], { authkey: 'key' });
       const served = (async () => {
         const conn = await good.accept();
@@ -109,12 +95,7 @@ console.log(JSON.stringify({ outcome, peakGrowth, reply }));
         await conn.recv().catch(() => {}); // until the client closes
         await conn.close();
       })();
-      const child = spawn(
-        process.execPath,
-        ['--input-type=module', '-e', CLIENT, '--', String((fake.address() as net.AddressInfo).port), String((good.address as [string, number])[1])],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-      const lines = childLines(child, 'client child');
+      const lines = runNode(CLIENT, [String(fake.port), String((good.address as [string, number])[1])]);
       try {
         const r = JSON.parse(await within(lines.line(), budget(60_000), 'client child')) as {
           outcome: string;
@@ -123,7 +104,7 @@ console.log(JSON.stringify({ outcome, peakGrowth, reply }));
         };
         expect(r.outcome).to.equal('AuthenticationError ERR_AUTH / ERR_MESSAGE_TOO_LONG');
         expect(r.peakGrowth, `peak RSS +${(r.peakGrowth / MB).toFixed(1)} MB`).to.be.below(32 * MB);
-        expect(written, 'bytes the fake wrote before the client hung up').to.be.below(128 * MiB);
+        expect(fake.written(), 'bytes the fake wrote before the client hung up').to.be.below(128 * MiB);
         expect(r.reply).to.equal('next: ok');
         await within(served, 10_000, 'good listener served');
       } finally {
@@ -206,7 +187,7 @@ s.sendall(struct.pack('!i', 4) + b'next')
 sys.stdin.readline()
 s.close()
 `;
-    const py = pythons().at(-1);
+    const py = newestPython();
 
     (py === undefined ? it.skip : it)('costs the receiver what arrived plus at most 1 MiB (and a little), then delivers the frame and the next message', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'mpconn-trickle-'));

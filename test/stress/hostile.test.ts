@@ -1,5 +1,5 @@
 /**
- * Hostile bytes (issue 7): fast-check fuzzing of the frame decoder (random
+ * Hostile bytes: fast-check fuzzing of the frame decoder (random
  * bytes, random cuts), of a Connection reading them over a real socket, and
  * of the handshake (random replies to `deliverChallenge`, random challenges
  * to `answerChallenge` and to `Client`, random handshakes against a Listener
@@ -10,7 +10,6 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import {
   answerChallenge,
@@ -23,18 +22,13 @@ import {
   type Connection,
 } from 'mpconn';
 import { FrameDecoder, type FrameHandler, resolveSerializer } from '../../src/internal.js';
-import { CHALLENGE, FAILURE, RawPeer, rawServer, WELCOME } from '../helpers/auth-raw.js';
-import { frame, header, longHeader, rawPeer, until, within, writeRaw } from '../helpers/wire.js';
+import { CHALLENGE, DIGESTS, FAILURE, hmac as mac, RawPeer, rawServer, WELCOME } from '../helpers/auth-raw.js';
+import { escapes } from '../helpers/escapes.js';
+import { frame, header, longHeader, outcome, rawPeer, until, within, writeRaw } from '../helpers/wire.js';
 import { budget, fdCount, runFixture, scaled } from './helpers.js';
 
 const MiB = 1 << 20;
 const KEY = Buffer.from('stress: hostile bytes key');
-const DIGESTS = ['md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384'] as const;
-const NODE_HASH: Record<string, string> = { md5: 'md5', sha256: 'sha256', sha384: 'sha384', sha3_256: 'sha3-256', sha3_384: 'sha3-384' };
-
-function mac(digest: string, key: Uint8Array, message: Uint8Array): Buffer {
-  return createHmac(NODE_HASH[digest]!, key).update(message).digest();
-}
 
 // ---------------------------------------------------------------------------
 // Streams of frames, good and bad
@@ -94,25 +88,6 @@ function reference(bytes: Buffer, maxMessageSize: number): Parsed {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Spies: nothing may escape as an unhandled rejection or an uncaught exception
-
-const escaped: unknown[] = [];
-const onUnhandled = (reason: unknown): void => void escaped.push(reason);
-const onUncaught = (err: unknown): void => void escaped.push(err);
-
-function expectNothingEscaped(): void {
-  expect(escaped.map(String), 'unhandled rejections / uncaught exceptions').to.deep.equal([]);
-}
-
-/** Settles `p` into a record, so a test can look at how it ended. */
-function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
-}
-
 function describeError(err: unknown): string {
   const e = err as { name?: string; code?: string; message?: string };
   return `${e?.name} ${e?.code ?? ''}: ${e?.message}`;
@@ -121,15 +96,9 @@ function describeError(err: unknown): string {
 describe('stress: hostile bytes', function () {
   this.timeout(budget(120_000));
 
-  before(() => {
-    process.on('unhandledRejection', onUnhandled);
-    process.on('uncaughtException', onUncaught);
-  });
-  after(() => {
-    process.off('unhandledRejection', onUnhandled);
-    process.off('uncaughtException', onUncaught);
-  });
-  afterEach(expectNothingEscaped);
+  // Nothing may escape as an unhandled rejection or an uncaught exception.
+  const escaped = escapes({ uncaught: true });
+  afterEach(() => escaped.check());
 
   describe('the frame decoder, fed random bytes cut anywhere', () => {
     it('reports the same frames and the same ProtocolError as a whole-stream model, whatever the cuts; never throws', () => {
@@ -343,7 +312,7 @@ describe('stress: hostile bytes', function () {
             const err = (result as { error: unknown }).error;
             expect(err instanceof AuthenticationError || err instanceof ProtocolError || err instanceof EOFError, describeError(err)).to.equal(true);
             if (err instanceof AuthenticationError && how === 'end') {
-              // A reply that was read and failed verification gets #FAILURE# (SPEC §3).
+              // A reply that was read and failed verification gets #FAILURE#, as CPython's deliver_challenge sends.
               const verdict = await within(raw.readFrame(), 5_000, 'the verdict');
               expect(verdict?.equals(FAILURE), `verdict ${verdict?.toString('latin1')}`).to.equal(true);
             }

@@ -1,5 +1,5 @@
 /**
- * Load (issue 7): 200 concurrent authenticated clients, each sending 1,000
+ * Load: 200 concurrent authenticated clients, each sending 1,000
  * messages of random sizes (a 0 B-64 KiB random body behind a 12-byte
  * header that carries the client id, a sequence number and a CRC-32), into
  * one Listener in this process. In the same run 20 clients with a wrong key
