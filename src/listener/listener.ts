@@ -6,12 +6,11 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticatePeer } from '../auth/handshake.js';
 import { ownAuthkey } from '../auth/challenge.js';
-import { armCancel } from '../core/cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { bufferedMessages } from '../connection/connection.js';
 import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../core/errors.js';
 import { Notifier, readiness, type Readiness } from '../core/readiness.js';
-import { Queue } from '../core/queue.js';
+import { Queue, untilEnd, WaitQueue, type Waiter } from '../core/queue.js';
 import { resolveSerializer } from '../serializers/resolve.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
@@ -116,12 +115,6 @@ const LISTENER_OPTION_NAMES = [
 ] as const;
 const ACCEPT_OPTION_NAMES = ['signal', 'timeout'] as const;
 
-interface Acceptor {
-  resolve(conn: Connection): void;
-  reject(reason: unknown): void;
-  disarm: (() => void) | null;
-}
-
 interface Arrival {
   conn: Connection;
   peer: Address;
@@ -163,7 +156,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   readonly #authTimeout: number;
   readonly #connectionOptions: ConnectionOptions;
   readonly #arrivals = new Queue<Arrival>();
-  readonly #acceptors = new Queue<Acceptor>();
+  readonly #acceptors = new WaitQueue<Waiter<Connection>>('accept');
   readonly #handshaking = new Map<Connection, Address>();
   readonly #maxPending: number;
   readonly #ready = new Notifier();
@@ -340,13 +333,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     const arrival = this.#arrivals.shift();
     if (arrival !== undefined) return Promise.resolve(this.#handOver(arrival));
     return new Promise<Connection>((resolve, reject) => {
-      const acceptor: Acceptor = { resolve, reject, disarm: null };
-      this.#acceptors.push(acceptor);
-      if (signal !== undefined || timeout !== undefined) {
-        acceptor.disarm = armCancel(signal, timeout, 'accept', (reason) => {
-          if (this.#acceptors.remove(acceptor)) reject(reason);
-        });
-      }
+      this.#acceptors.add({ resolve, reject, disarm: null }, signal, timeout);
     });
   }
 
@@ -362,10 +349,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     this.#removeFiles?.();
     this.#removeFiles = null;
     const err = listenerClosed();
-    for (const acceptor of this.#acceptors.drain()) {
-      acceptor.disarm?.();
-      acceptor.reject(err);
-    }
+    for (const acceptor of this.#acceptors.drain()) acceptor.reject(err);
     const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking.keys()];
     this.#handshaking.clear();
     this.#ready.notify();
@@ -373,17 +357,11 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   }
 
   /** Accepts connections until the Listener is closed. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
-    for (;;) {
-      let conn: Connection;
-      try {
-        conn = await this.accept();
-      } catch (err) {
-        if (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED') return;
-        throw err;
-      }
-      yield conn;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Connection> {
+    return untilEnd(
+      () => this.accept(),
+      (err) => err instanceof ConnectionStateError && err.code === 'ERR_CLOSED',
+    );
   }
 
   /** `await using listener = await Listener.listen(...)` closes it at the end of the block. */
@@ -393,11 +371,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
 
   /** @internal For `wait()`: ready when a connection is waiting to be accepted. */
   [readiness](): Readiness {
-    return {
-      ready: () => this.#arrivals.length > 0 || this.#closed,
-      subscribe: (listener) => this.#ready.subscribe(listener),
-      subscribers: () => this.#ready.size,
-    };
+    return this.#ready.readiness(() => this.#arrivals.length > 0 || this.#closed);
   }
 
   #onSocket(socket: net.Socket): void {
@@ -439,7 +413,6 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   #arrive(arrival: Arrival, socket: net.Socket): void {
     const acceptor = this.#acceptors.shift();
     if (acceptor !== undefined) {
-      acceptor.disarm?.();
       acceptor.resolve(this.#handOver(arrival));
       return;
     }
