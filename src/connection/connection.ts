@@ -1,21 +1,20 @@
-import { constants as bufferConstants } from 'node:buffer';
 import type { Duplex } from 'node:stream';
-import { armCancel } from '../core/cancel.js';
 import { ConnectionStateError, EOFError, MpconnError } from '../core/errors.js';
 import { untilEnd } from '../core/queue.js';
 import { readiness, type Readiness } from '../core/readiness.js';
 import { type SerializerOption } from '../serializers/index.js';
-import { resolveSerializer, type ResolvedSerializer } from '../serializers/resolve.js';
+import type { ResolvedSerializer } from '../serializers/resolve.js';
 import {
-  abortSignal,
   byteCount,
   bytesOf,
+  cancelOptions,
+  type CancelOptions,
   checkOptionNames,
-  depthLimit,
+  ConnectionSettings,
   describe,
   options as optionsOf,
   sliceForSend,
-  timeoutMs,
+  timeoutOr,
 } from '../core/validate.js';
 import { channels, debug, debugging, publish } from './diagnostics.js';
 import { FrameWriter } from './frame-writer.js';
@@ -116,7 +115,6 @@ export interface ConnectionMode {
   keepAlive?: 'always' | 'while-waiting';
 }
 
-const DEFAULT_MAX_MESSAGE_SIZE = bufferConstants.MAX_LENGTH;
 /** How long `close()` (and `await using`) flushes to a peer that does not read before destroying. */
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
@@ -175,16 +173,32 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   constructor(stream: Duplex, options?: ConnectionOptions);
-  /** @internal One-way `Pipe` ends, and the child's end of a `spawn()` connection. */
+  /**
+   * @internal The connections `Listener`, `Client`, `Pipe` and `spawn` make,
+   * with the options they checked (`mode`: one-way `Pipe` ends, the child's
+   * end of a `spawn()` connection).
+   */
+  constructor(stream: Duplex, settings: ConnectionSettings, mode?: ConnectionMode);
+  /** @internal The child's end of a `spawn()` connection. */
   constructor(stream: Duplex, options: ConnectionOptions | undefined, mode: ConnectionMode);
-  constructor(stream: Duplex, options?: ConnectionOptions, mode: ConnectionMode = { readable: true, writable: true }) {
-    const opts = optionsOf(options, 'options');
-    checkOptionNames(opts, CONNECTION_OPTION_NAMES, 'connection options');
-    if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
-      throw new TypeError('Connection needs a Duplex stream');
+  constructor(
+    stream: Duplex,
+    options?: ConnectionOptions | ConnectionSettings,
+    mode: ConnectionMode = { readable: true, writable: true },
+  ) {
+    let settings: ConnectionSettings;
+    if (options instanceof ConnectionSettings) {
+      settings = options;
+    } else {
+      const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, CONNECTION_OPTION_NAMES, 'connection options');
+      if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
+        throw new TypeError('Connection needs a Duplex stream');
+      }
+      settings = new ConnectionSettings(opts);
     }
-    const maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#serializer = resolveSerializer(opts.serializer, depthLimit(opts.maxDepth));
+    const maxMessageSize = settings.maxMessageSize;
+    this.#serializer = settings.newSerializer();
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
@@ -366,7 +380,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   async poll(timeout?: number | null): Promise<boolean> {
     const state = this.#readState();
     if (state !== null) throw state;
-    const ms = timeout === null ? Infinity : (timeoutMs(timeout) ?? 0);
+    const ms = timeoutOr(timeout, 0);
     if (this.#receiver.ready()) return true;
     if (ms === 0) return false;
     return new Promise<boolean>((resolve, reject) => {
@@ -423,7 +437,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     try {
       const opts = optionsOf(options, 'options');
       checkOptionNames(opts, CLOSE_OPTION_NAMES, 'close() options');
-      timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_CLOSE_TIMEOUT);
+      timeout = timeoutOr(opts.timeout, DEFAULT_CLOSE_TIMEOUT);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -560,20 +574,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   ): Promise<unknown> {
     const state = this.#readState();
     if (state !== null) return Promise.reject(state);
-    let signal: AbortSignal | undefined;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      try {
-        const opts = optionsOf(options, 'options');
-        checkOptionNames(opts, kind === ReceiveKind.Value ? RECV_VALUE_OPTION_NAMES : RECV_OPTION_NAMES, 'receive options');
-        signal = abortSignal(opts.signal);
-        timeout = timeoutMs(opts.timeout);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      if (signal?.aborted) return Promise.reject(signal.reason);
+    if (options === undefined) return this.#receiver.receive(kind, maxlength, view, offset, undefined, undefined);
+    let cancel: CancelOptions;
+    try {
+      const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, kind === ReceiveKind.Value ? RECV_VALUE_OPTION_NAMES : RECV_OPTION_NAMES, 'receive options');
+      cancel = cancelOptions(opts);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    return this.#receiver.receive(kind, maxlength, view, offset, signal, timeout);
+    if (cancel.signal?.aborted) return Promise.reject(cancel.signal.reason);
+    return this.#receiver.receive(kind, maxlength, view, offset, cancel.signal, cancel.timeout);
   }
 }
 

@@ -11,17 +11,16 @@ import { bufferedMessages } from '../connection/connection.js';
 import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../core/errors.js';
 import { Notifier, readiness, type Readiness } from '../core/readiness.js';
 import { Queue, untilEnd, WaitQueue, type Waiter } from '../core/queue.js';
-import { resolveSerializer } from '../serializers/resolve.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
-  abortSignal,
-  byteCount,
-  noteUndefinedAuthkey,
+  cancelOptions,
   checkOptionNames,
-  depthLimit,
+  ConnectionSettings,
   describe,
+  noteUndefinedAuthkey,
   options as optionsOf,
-  timeoutMs,
+  queueLength,
+  timeoutOr,
 } from '../core/validate.js';
 import {
   type Address,
@@ -35,6 +34,7 @@ import {
   inetParts,
 } from './address.js';
 import { onExit } from './cleanup.js';
+import { transportFamily } from './options.js';
 
 /**
  * Options of {@link Listener.listen}.
@@ -154,7 +154,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   readonly #family: Family;
   readonly #authkey: Uint8Array | null;
   readonly #authTimeout: number;
-  readonly #connectionOptions: ConnectionOptions;
+  readonly #connectionSettings: ConnectionSettings;
   readonly #arrivals = new Queue<Arrival>();
   readonly #acceptors = new WaitQueue<Waiter<Connection>>('accept');
   readonly #handshaking = new Map<Connection, Address>();
@@ -187,22 +187,17 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     checkOptionNames(opts, LISTENER_OPTION_NAMES, 'Listener.listen() options');
     noteUndefinedAuthkey(opts, 'Listener.listen() options');
     // As Python's Listener: the family comes from the option, else the address, else the default, and is validated either way.
-    const family = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
-    const addr = address ?? arbitraryAddress(family);
-    if (addressType(addr) !== family) {
-      throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
-    }
+    const wanted = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
+    const addr = address ?? arbitraryAddress(wanted);
+    const family = transportFamily(addr, wanted, opts.tls);
     const authkey = ownAuthkey(opts.authkey);
     // Node reads a backlog of 0 as its default (511); the kernel's meaning of listen(0), as in Python, is closest to 1.
-    const backlog = Math.max(1, byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG);
+    const backlog = Math.max(1, queueLength(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG);
     // `null` is Python's None: no limit (as CPython, whose Listener has none). Left out, the default applies.
-    const authTimeout =
-      opts.authTimeout === null ? Infinity : (timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT);
-    const maxPending = Math.max(1, byteCount(opts.maxPending, 'maxPending') ?? Math.max(backlog, DEFAULT_MAX_PENDING));
-    resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
-    byteCount(opts.maxMessageSize, 'maxMessageSize');
-    depthLimit(opts.maxDepth);
-    if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
+    const authTimeout = timeoutOr(opts.authTimeout, DEFAULT_AUTH_TIMEOUT, 'authTimeout');
+    const maxPending = Math.max(1, queueLength(opts.maxPending, 'maxPending') ?? Math.max(backlog, DEFAULT_MAX_PENDING));
+    // A bad serializer fails here, not at the first connection.
+    const settings = new ConnectionSettings(opts);
 
     const server =
       opts.tls !== undefined
@@ -240,11 +235,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
       bound = path;
       if (family === 'AF_UNIX' && !path.startsWith('\0')) removeFiles = socketFileRemover(path, privateDir);
     }
-    return new Listener(server, bound, family, authkey, authTimeout, maxPending, removeFiles, {
-      serializer: opts.serializer,
-      maxMessageSize: opts.maxMessageSize,
-      maxDepth: opts.maxDepth,
-    });
+    return new Listener(server, bound, family, authkey, authTimeout, maxPending, removeFiles, settings);
   }
 
   private constructor(
@@ -255,7 +246,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     authTimeout: number,
     maxPending: number,
     removeFiles: (() => void) | null,
-    connectionOptions: ConnectionOptions,
+    connectionSettings: ConnectionSettings,
   ) {
     super();
     if (!(server instanceof net.Server)) {
@@ -268,7 +259,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     this.#authkey = authkey;
     this.#authTimeout = authTimeout;
     this.#removeFiles = removeFiles;
-    this.#connectionOptions = connectionOptions;
+    this.#connectionSettings = connectionSettings;
     const secure = server instanceof tls.Server;
     server.on(secure ? 'secureConnection' : 'connection', (socket: net.Socket) => this.#onSocket(socket));
     if (secure) {
@@ -324,8 +315,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     try {
       const opts = optionsOf(options, 'options');
       checkOptionNames(opts, ACCEPT_OPTION_NAMES, 'accept() options');
-      signal = abortSignal(opts.signal);
-      timeout = timeoutMs(opts.timeout);
+      ({ signal, timeout } = cancelOptions(opts));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -382,7 +372,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
     const peer = peerOf(socket, this.#family);
     this.#makeRoom();
-    const conn = new Connection(socket, this.#connectionOptions);
+    const conn = new Connection(socket, this.#connectionSettings);
     if (debugging()) debug('listener %s: accepted a connection from %s', showAddress(this.#address), showAddress(peer));
     publish(channels.listenerAccept, () => ({ listener: this, connection: conn, peer }));
     if (this.#authkey === null) {
