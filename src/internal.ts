@@ -17,3 +17,7 @@ export { hashKey, pyEquals } from './managers/sync/keys.js';
 export { pyRepr } from './managers/sync/repr.js';
 export { syncTypeids } from './managers/sync/typeids.js';
 export { fromTaggedJson, parseAddress, parseCommandLine, toTaggedJson } from './cli/index.js';
+export { Receiver, ReadState, ReceiveKind } from './connection/receiver.js';
+export { WaitQueue, type Waiter } from './core/queue.js';
+export { cancelOptions, ConnectionSettings, queueLength, timeoutOr } from './core/validate.js';
+export { transportFamily } from './listener/options.js';

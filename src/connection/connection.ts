@@ -1,33 +1,24 @@
-import { constants as bufferConstants } from 'node:buffer';
 import type { Duplex } from 'node:stream';
-import { armCancel } from '../core/cancel.js';
-import {
-  AuthenticationError,
-  BufferTooShort,
-  ConnectionStateError,
-  EOFError,
-  MpconnError,
-  ProtocolError,
-} from '../core/errors.js';
-import { Notifier, readiness, type Readiness } from '../core/readiness.js';
+import { ConnectionStateError, EOFError, MpconnError } from '../core/errors.js';
+import { untilEnd } from '../core/queue.js';
+import { readiness, type Readiness } from '../core/readiness.js';
 import { type SerializerOption } from '../serializers/index.js';
-import { resolveSerializer, type ResolvedSerializer } from '../serializers/resolve.js';
+import type { ResolvedSerializer } from '../serializers/resolve.js';
 import {
-  abortSignal,
   byteCount,
   bytesOf,
+  cancelOptions,
+  type CancelOptions,
   checkOptionNames,
-  depthLimit,
+  ConnectionSettings,
   describe,
   options as optionsOf,
   sliceForSend,
-  timeoutMs,
+  timeoutOr,
 } from '../core/validate.js';
 import { channels, debug, debugging, publish } from './diagnostics.js';
-import { FrameDecoder } from './frame-decoder.js';
 import { FrameWriter } from './frame-writer.js';
-import { Queue } from '../core/queue.js';
-import { spendTurn } from './turn.js';
+import { notReadableError, ReadState, ReceiveKind, Receiver } from './receiver.js';
 
 /**
  * Options every connection takes (and `Listener.listen`, `Client`, `Pipe`, `spawn`).
@@ -124,36 +115,6 @@ export interface ConnectionMode {
   keepAlive?: 'always' | 'while-waiting';
 }
 
-const enum Kind {
-  Bytes,
-  Into,
-  Value,
-}
-
-interface Receiver {
-  kind: Kind;
-  maxlength: number;
-  /** Into: the caller's buffer as bytes, and where to start writing. */
-  view: Uint8Array | null;
-  offset: number;
-  /** Into: the payload is being written straight into `view`. */
-  filling: boolean;
-  resolve(value: unknown): void;
-  reject(reason: unknown): void;
-  disarm: (() => void) | null;
-}
-
-/**
- * Received messages no one has asked for yet are held up to this many bytes
- * (each message also counts a fixed overhead); above it the transport is
- * paused, so a slow reader makes a fast writer wait instead of growing memory.
- */
-const INBOX_HIGH_WATER = 1 << 20;
-const INBOX_LOW_WATER = 256 * 1024;
-const MESSAGE_OVERHEAD = 64;
-
-const DEFAULT_MAX_MESSAGE_SIZE = bufferConstants.MAX_LENGTH;
-const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
 /** How long `close()` (and `await using`) flushes to a peer that does not read before destroying. */
 export const DEFAULT_CLOSE_TIMEOUT = 30_000;
 
@@ -182,23 +143,11 @@ export const bufferedMessages = Symbol('mpconn.bufferedMessages');
 export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   readonly #stream: Duplex;
   readonly #serializer: ResolvedSerializer;
-  readonly #decoder: FrameDecoder;
+  readonly #receiver: Receiver;
   readonly #writer: FrameWriter;
   readonly #canRead: boolean;
   readonly #canWrite: boolean;
   #closing: Promise<void> | null = null;
-  /** Set when the stream broke the framing rules or a message was too long: Python's "no longer readable". */
-  #unreadable = false;
-  #inbox = new Queue<Buffer>();
-  #inboxCost = 0;
-  #paused = false;
-  #receivers = new Queue<Receiver>();
-  /** Why the stream can give no more messages once the inbox is empty (EOF, truncation, bad framing). */
-  #readEnd: MpconnError | (() => MpconnError) | null = null;
-  /** The end is reported once, then the connection is no longer readable (bad framing, too long). */
-  #readEndOnce = false;
-  readonly #ready = new Notifier(() => this.#holdProcess());
-  readonly #keepAliveWhileWaiting: boolean;
 
   /**
    * Wraps any duplex byte stream (a socket, a TLS socket, a stream pair).
@@ -224,45 +173,58 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   constructor(stream: Duplex, options?: ConnectionOptions);
-  /** @internal One-way `Pipe` ends, and the child's end of a `spawn()` connection. */
+  /**
+   * @internal The connections `Listener`, `Client`, `Pipe` and `spawn` make,
+   * with the options they checked (`mode`: one-way `Pipe` ends, the child's
+   * end of a `spawn()` connection).
+   */
+  constructor(stream: Duplex, settings: ConnectionSettings, mode?: ConnectionMode);
+  /** @internal The child's end of a `spawn()` connection. */
   constructor(stream: Duplex, options: ConnectionOptions | undefined, mode: ConnectionMode);
-  constructor(stream: Duplex, options?: ConnectionOptions, mode: ConnectionMode = { readable: true, writable: true }) {
-    const opts = optionsOf(options, 'options');
-    checkOptionNames(opts, CONNECTION_OPTION_NAMES, 'connection options');
-    if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
-      throw new TypeError('Connection needs a Duplex stream');
+  constructor(
+    stream: Duplex,
+    options?: ConnectionOptions | ConnectionSettings,
+    mode: ConnectionMode = { readable: true, writable: true },
+  ) {
+    let settings: ConnectionSettings;
+    if (options instanceof ConnectionSettings) {
+      settings = options;
+    } else {
+      const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, CONNECTION_OPTION_NAMES, 'connection options');
+      if (stream === null || typeof stream !== 'object' || typeof (stream as Duplex).write !== 'function') {
+        throw new TypeError('Connection needs a Duplex stream');
+      }
+      settings = new ConnectionSettings(opts);
     }
-    const maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#serializer = resolveSerializer(opts.serializer, depthLimit(opts.maxDepth));
+    const maxMessageSize = settings.maxMessageSize;
+    this.#serializer = settings.newSerializer();
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
-    this.#keepAliveWhileWaiting = mode.keepAlive === 'while-waiting';
+    const keepAliveWhileWaiting = mode.keepAlive === 'while-waiting';
     this.#writer = new FrameWriter(stream);
-    this.#decoder = new FrameDecoder(
-      {
-        header: (length) => this.#onHeader(length),
-        frame: (payload, direct) => this.#onFrame(payload, direct),
-        error: (err) => this.#onFramingError(err),
-        targetLost: (length) => this.#onTargetLost(length),
-      },
+    this.#receiver = new Receiver(stream, {
+      serializer: this.#serializer,
       maxMessageSize,
-    );
+      owner: this,
+      onWaitingChange: keepAliveWhileWaiting ? () => this.#holdProcess() : null,
+    });
     stream.on('data', (chunk: Buffer | string) => {
       if (this.#closing !== null) return;
       this.#writer.expectReply();
-      this.#decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      this.#receiver.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     });
-    stream.on('end', () => this.#onEndOfStream(undefined));
+    stream.on('end', () => this.#receiver.end(undefined));
     stream.on('error', (err: Error) => {
       this.#writer.fail(err);
-      this.#onEndOfStream(err);
+      this.#receiver.end(err);
     });
     stream.on('close', () => {
       this.#writer.fail(peerGone);
-      this.#onEndOfStream(undefined);
+      this.#receiver.end(undefined);
     });
-    this.#holdProcess();
+    if (keepAliveWhileWaiting) this.#holdProcess();
   }
 
   /** True once `close()` was called on this side. */
@@ -272,7 +234,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** False for the write-only end of a one-way `Pipe`, and after a message was too long. */
   get readable(): boolean {
-    return this.#canRead && !this.#unreadable;
+    return this.#canRead && this.#receiver.state !== ReadState.Unreadable;
   }
 
   /** False for the read-only end of a one-way `Pipe`. */
@@ -346,10 +308,10 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    */
   recv<T = unknown>(options?: RecvValueOptions<T>): Promise<T> {
     const parse = options?.parse;
-    if (parse === undefined) return this.#receive(Kind.Value, Infinity, null, 0, options) as Promise<T>;
+    if (parse === undefined) return this.#receive(ReceiveKind.Value, Infinity, null, 0, options) as Promise<T>;
     if (typeof parse !== 'function') return Promise.reject(new TypeError(`parse must be a function, not ${describe(parse)}`));
     // After the message is taken: a value the validator refuses costs that receive only.
-    return this.#receive(Kind.Value, Infinity, null, 0, options).then((value) => parse(value));
+    return this.#receive(ReceiveKind.Value, Infinity, null, 0, options).then((value) => parse(value));
   }
 
   /**
@@ -372,7 +334,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#receive(Kind.Bytes, max ?? Infinity, null, 0, options) as Promise<Buffer>;
+    return this.#receive(ReceiveKind.Bytes, max ?? Infinity, null, 0, options) as Promise<Buffer>;
   }
 
   /**
@@ -402,7 +364,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#receive(Kind.Into, Infinity, view, start, options) as Promise<number>;
+    return this.#receive(ReceiveKind.Into, Infinity, view, start, options) as Promise<number>;
   }
 
   /**
@@ -418,16 +380,16 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   async poll(timeout?: number | null): Promise<boolean> {
     const state = this.#readState();
     if (state !== null) throw state;
-    const ms = timeout === null ? Infinity : (timeoutMs(timeout) ?? 0);
-    if (this.#isReady()) return true;
+    const ms = timeoutOr(timeout, 0);
+    if (this.#receiver.ready()) return true;
     if (ms === 0) return false;
     return new Promise<boolean>((resolve, reject) => {
       const finish = (): void => {
         unsubscribe();
         clearTimeout(timer);
       };
-      const unsubscribe = this.#ready.subscribe(() => {
-        if (!this.#isReady()) return;
+      const unsubscribe = this.#receiver.readiness().subscribe(() => {
+        if (!this.#receiver.ready()) return;
         finish();
         const err = this.#readState();
         if (err !== null && err.code === 'ERR_CLOSED') reject(err);
@@ -475,7 +437,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     try {
       const opts = optionsOf(options, 'options');
       checkOptionNames(opts, CLOSE_OPTION_NAMES, 'close() options');
-      timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_CLOSE_TIMEOUT);
+      timeout = timeoutOr(opts.timeout, DEFAULT_CLOSE_TIMEOUT);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -502,7 +464,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         timer.unref();
       }
     });
-    this.#stopReceiving(closedError());
+    this.#receiver.close(closedError());
     return this.#closing;
   }
 
@@ -527,39 +489,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       publish(channels.connectionClose, () => ({ connection: this, reason: 'destroy', error: reason }));
       this.#closing = Promise.resolve();
       this.#writer.end();
-      this.#stopReceiving(err);
+      this.#receiver.close(err);
     }
     this.#stream.destroy();
   }
 
-  /** This side is closing: pending receives reject with `err`, buffered messages are dropped. */
-  #stopReceiving(err: unknown): void {
-    const waiting = this.#receivers.drain();
-    for (const r of waiting) this.#settleError(r, err);
-    this.#inbox.drain();
-    this.#inboxCost = 0;
-    // Keep reading (and dropping) while our frames flush: a peer that is
-    // flushing to us in turn must not wait on a paused transport, or two ends
-    // closing with unread data queued both ways would wait on each other forever.
-    if (this.#paused) {
-      this.#paused = false;
-      this.#stream.resume();
-    }
-    this.#ready.notify();
-  }
-
   /** Receives messages until the peer closes (or this side does). */
-  async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
-    for (;;) {
-      let msg: unknown;
-      try {
-        msg = await this.recv();
-      } catch (err) {
-        if (err instanceof EOFError || (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED')) return;
-        throw err;
-      }
-      yield msg;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    return untilEnd(
+      () => this.recv(),
+      (err) => err instanceof EOFError || (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED'),
+    );
   }
 
   /**
@@ -573,21 +513,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** @internal See {@link limitFrames}. */
   [limitFrames](count: number, max: number): void {
-    this.#decoder.limitNext(count, max);
+    this.#receiver.limitNext(count, max);
   }
 
   /** @internal See {@link bufferedMessages}. */
   [bufferedMessages](): number {
-    return this.#inbox.length;
+    return this.#receiver.buffered;
   }
 
   /** @internal For `wait()`: ready when a message or the end of the stream is waiting. */
   [readiness](): Readiness {
-    return {
-      ready: () => this.#isReady(),
-      subscribe: (listener) => this.#ready.subscribe(listener),
-      subscribers: () => this.#ready.size,
-    };
+    return this.#receiver.readiness();
   }
 
   // Python-compatible names.
@@ -611,20 +547,15 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** With keepAlive 'while-waiting': ref the transport only while someone waits on it. */
   #holdProcess(): void {
-    if (!this.#keepAliveWhileWaiting) return;
     const s = this.#stream as Duplex & { ref?: () => void; unref?: () => void };
-    if (this.#receivers.length > 0 || this.#ready.size > 0) s.ref?.();
+    if (this.#receiver.waiting) s.ref?.();
     else s.unref?.();
-  }
-
-  #isReady(): boolean {
-    return this.#inbox.length > 0 || this.#readEnd !== null || this.#unreadable || this.#closing !== null;
   }
 
   #readState(): ConnectionStateError | null {
     if (this.#closing !== null) return closedError();
     if (!this.#canRead) return new ConnectionStateError('ERR_WRITE_ONLY', 'this end of the pipe is write-only');
-    if (this.#unreadable) return notReadableError();
+    if (this.#receiver.state === ReadState.Unreadable) return notReadableError();
     return null;
   }
 
@@ -635,7 +566,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   }
 
   #receive(
-    kind: Kind,
+    kind: ReceiveKind,
     maxlength: number,
     view: Uint8Array | null,
     offset: number,
@@ -643,258 +574,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   ): Promise<unknown> {
     const state = this.#readState();
     if (state !== null) return Promise.reject(state);
-    let signal: AbortSignal | undefined;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      try {
-        const opts = optionsOf(options, 'options');
-        checkOptionNames(opts, kind === Kind.Value ? RECV_VALUE_OPTION_NAMES : RECV_OPTION_NAMES, 'receive options');
-        signal = abortSignal(opts.signal);
-        timeout = timeoutMs(opts.timeout);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      if (signal?.aborted) return Promise.reject(signal.reason);
-    }
-    const message = this.#inbox.shift();
-    if (message !== undefined) {
-      // A message is waiting: no queue entry, no executor (the hot path of a busy reader).
-      this.#takeFromInbox(message);
-      const later = spendTurn(message.length);
-      if (later !== undefined) return later.then(() => this.#take(kind, maxlength, view, offset, message));
-      try {
-        return Promise.resolve(this.#take(kind, maxlength, view, offset, message));
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
-    if (this.#readEnd !== null) return Promise.reject(this.#endError());
-    return new Promise((resolve, reject) => {
-      const r: Receiver = { kind, maxlength, view, offset, filling: false, resolve, reject, disarm: null };
-      if (this.#keepAliveWhileWaiting) {
-        // Settling always follows removal from the queue, so this sees the new count.
-        r.resolve = (value) => {
-          resolve(value);
-          this.#holdProcess();
-        };
-        r.reject = (reason) => {
-          reject(reason);
-          this.#holdProcess();
-        };
-      }
-      this.#receivers.push(r);
-      this.#holdProcess();
-      if (signal !== undefined || timeout !== undefined) {
-        r.disarm = armCancel(signal, timeout, 'recv', (reason) => this.#cancel(r, reason));
-      }
-      if (this.#receivers.length === 1) this.#checkFront();
-    });
-  }
-
-  #takeFromInbox(message: Buffer): void {
-    this.#inboxCost -= message.length + MESSAGE_OVERHEAD;
-    if (this.#paused && this.#inboxCost <= INBOX_LOW_WATER) {
-      this.#paused = false;
-      this.#stream.resume();
-    }
-  }
-
-  /** A receive gave up (abort or timeout): it leaves the queue and takes no message with it. */
-  #cancel(r: Receiver, reason: unknown): void {
-    if (!this.#receivers.remove(r)) return;
-    if (r.filling) {
-      this.#decoder.detachTarget();
-      r.filling = false;
-    }
-    r.reject(reason);
-    this.#checkFront();
-  }
-
-  /** The receive now first in line may be too small for the frame already under way, or have room to take it directly. */
-  #checkFront(): void {
-    const r = this.#receivers.peek();
-    const length = this.#decoder.currentFrameLength;
-    if (r === undefined || length < 0) return;
-    if (length > r.maxlength) {
-      this.#receivers.shift();
-      this.#rejectTooLong(r, length);
-    } else if (!r.filling && r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
-      // Streaming: the header was read before this receive was made; the payload still goes straight into its buffer.
-      r.filling = this.#decoder.attachTarget(r.view!.subarray(r.offset, r.offset + length));
-    }
-  }
-
-  #onHeader(length: number): Uint8Array | null | false {
-    const r = this.#receivers.peek();
-    if (r === undefined) return null;
-    if (length > r.maxlength) {
-      this.#receivers.shift();
-      this.#rejectTooLong(r, length);
-      return false;
-    }
-    if (r.kind === Kind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
-      r.filling = true;
-      return r.view!.subarray(r.offset, r.offset + length);
-    }
-    return null;
-  }
-
-  #onFrame(payload: Buffer, direct: boolean): void {
-    const r = this.#receivers.shift();
-    if (direct && r?.filling !== true) {
-      // Written into a buffer whose receive is gone (it detaches first, so this
-      // should not happen): never hand one caller's memory to anyone else.
-      payload = Buffer.from(payload);
-      direct = false;
-    }
-    if (r !== undefined) {
-      this.#deliver(r, payload, direct);
-      if (this.#receivers.length > 0) this.#checkFront();
-      return;
-    }
-    this.#inbox.push(payload);
-    this.#inboxCost += payload.length + MESSAGE_OVERHEAD;
-    if (!this.#paused && this.#inboxCost > INBOX_HIGH_WATER) {
-      this.#paused = true;
-      this.#stream.pause();
-    }
-    if (this.#inbox.length === 1) this.#ready.notify();
-  }
-
-  #deliver(r: Receiver, payload: Buffer, direct: boolean): void {
-    r.disarm?.();
-    if (direct) {
-      r.resolve(payload.length); // already in the caller's buffer
-      return;
-    }
-    let value: unknown;
+    if (options === undefined) return this.#receiver.receive(kind, maxlength, view, offset, undefined, undefined);
+    let cancel: CancelOptions;
     try {
-      value = this.#take(r.kind, r.maxlength, r.view, r.offset, payload);
+      const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, kind === ReceiveKind.Value ? RECV_VALUE_OPTION_NAMES : RECV_OPTION_NAMES, 'receive options');
+      cancel = cancelOptions(opts);
     } catch (err) {
-      r.reject(err);
-      if (this.#unreadable) this.#failQueued();
-      return;
+      return Promise.reject(err);
     }
-    r.resolve(value);
-  }
-
-  /** What a receive of `kind` makes of `payload`: the value it resolves with, or the error it rejects with (thrown). */
-  #take(kind: Kind, maxlength: number, view: Uint8Array | null, offset: number, payload: Buffer): unknown {
-    if (payload.length > maxlength) throw this.#tooLong(maxlength, payload.length);
-    switch (kind) {
-      case Kind.Bytes:
-        return payload;
-      case Kind.Value:
-        try {
-          return this.#serializer.decode(payload);
-        } catch (err) {
-          throw challengeHint(payload) ?? err;
-        }
-      case Kind.Into: {
-        const room = Math.max(0, view!.byteLength - offset);
-        if (payload.length > room) throw new BufferTooShort(payload, room);
-        view!.set(payload, offset);
-        return payload.length;
-      }
-    }
-  }
-
-  /** Python: a message over `maxlength` makes the connection unreadable. */
-  /**
-   * Python: a message over `maxlength` makes the connection unreadable.
-   * Returns the error for the receive that asked with `maxlength`; the caller
-   * rejects it, then the receives still queued (`#failQueued`).
-   */
-  #tooLong(maxlength: number, length: number): ProtocolError {
-    this.#setUnreadable();
-    return new ProtocolError(
-      'ERR_MESSAGE_TOO_LONG',
-      `incoming message of ${length} bytes is longer than maxlength ${maxlength}; ` +
-        'the connection can no longer be read (it can still send)',
-    );
-  }
-
-  /** The receive first in line asked for at most `r.maxlength` bytes and the frame under way is longer. */
-  #rejectTooLong(r: Receiver, length: number): void {
-    r.disarm?.();
-    r.reject(this.#tooLong(r.maxlength, length));
-    this.#failQueued();
-  }
-
-  /** Once unreadable, receives still queued can get nothing. */
-  #failQueued(): void {
-    const err = notReadableError();
-    for (const other of this.#receivers.drain()) this.#settleError(other, err);
-  }
-
-  #setUnreadable(): void {
-    this.#unreadable = true;
-    this.#decoder.halt();
-    this.#inbox.drain();
-    this.#inboxCost = 0;
-    if (!this.#paused) {
-      this.#paused = true;
-      this.#stream.pause();
-    }
-    this.#ready.notify();
-  }
-
-  /** The buffer a `recvBytesInto` was filling went away (detached, shrunk): that receive fails, the frame is skipped. */
-  #onTargetLost(length: number): void {
-    const r = this.#receivers.peek();
-    if (r === undefined || !r.filling) return;
-    this.#receivers.shift();
-    r.filling = false;
-    r.disarm?.();
-    r.reject(
-      new TypeError(
-        `recvBytesInto: the buffer was detached or resized while a ${length}-byte message was being written into it; ` +
-          'that message is lost (the connection goes on with the next one)',
-      ),
-    );
-  }
-
-  /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
-  #onFramingError(err: ProtocolError): void {
-    if (debugging()) debug('connection: framing error %s: %s', err.code, err.message);
-    publish(channels.connectionError, () => ({ connection: this, error: err }));
-    this.#readEndOnce = true;
-    this.#endReading(err);
-  }
-
-  #onEndOfStream(cause: Error | undefined): void {
-    if (this.#readEnd !== null || this.#unreadable) return;
-    const truncated = this.#decoder.finish();
-    if (truncated !== null) {
-      if (cause !== undefined) truncated.cause = cause;
-      this.#endReading(truncated);
-    } else {
-      // Made when a receive asks for it: most connections end without anyone waiting.
-      this.#endReading(() => new EOFError(undefined, cause === undefined ? undefined : { cause }));
-    }
-  }
-
-  #endReading(err: MpconnError | (() => MpconnError)): void {
-    this.#readEnd = err;
-    // Receivers wait only while the inbox is empty, so the end is theirs now.
-    for (const r of this.#receivers.drain()) this.#settleError(r, this.#endError());
-    this.#ready.notify();
-  }
-
-  #endError(): MpconnError {
-    const end = this.#readEnd!;
-    const err = typeof end === 'function' ? end() : end;
-    if (this.#readEndOnce) {
-      if (this.#unreadable) return notReadableError();
-      this.#setUnreadable();
-    }
-    return err;
-  }
-
-  #settleError(r: Receiver, err: unknown): void {
-    r.disarm?.();
-    if (r.filling) this.#decoder.detachTarget();
-    r.reject(err);
+    if (cancel.signal?.aborted) return Promise.reject(cancel.signal.reason);
+    return this.#receiver.receive(kind, maxlength, view, offset, cancel.signal, cancel.timeout);
   }
 }
 
@@ -910,22 +600,6 @@ function closeTimedOut(ms: number): ConnectionStateError {
   return new ConnectionStateError(
     'ERR_CLOSED',
     `close() stopped flushing after ${ms} ms (the peer was not reading) and dropped the frames still queued; this one was not sent`,
-  );
-}
-
-function notReadableError(): ConnectionStateError {
-  return new ConnectionStateError(
-    'ERR_NOT_READABLE',
-    'the connection can no longer be read: an earlier message broke the limits or the framing',
-  );
-}
-
-/** A peer that wants an authkey we were not given sends a challenge first: say so. */
-function challengeHint(payload: Buffer): AuthenticationError | null {
-  if (!payload.subarray(0, CHALLENGE_PREFIX.length).equals(CHALLENGE_PREFIX)) return null;
-  return new AuthenticationError(
-    'the peer sent an authentication challenge: it requires an authkey (pass { authkey } to Client or Listener.listen)',
-    { reason: 'key-required' },
   );
 }
 

@@ -171,10 +171,7 @@ export class FrameDecoder {
             length = chunk.readInt32BE(pos);
             pos += 4;
           } else {
-            const take = Math.min(4 - this.#headerGot, end - pos);
-            chunk.copy(this.#headerBytes, this.#headerGot, pos, pos + take);
-            this.#headerGot += take;
-            pos += take;
+            pos = this.#gatherHeader(chunk, pos, 4);
             if (this.#headerGot < 4) return;
             this.#headerGot = 0;
             length = this.#headerBytes.readInt32BE(0);
@@ -197,10 +194,7 @@ export class FrameDecoder {
           break;
         }
         case State.LongHeader: {
-          const take = Math.min(8 - this.#headerGot, end - pos);
-          chunk.copy(this.#headerBytes, this.#headerGot, pos, pos + take);
-          this.#headerGot += take;
-          pos += take;
+          pos = this.#gatherHeader(chunk, pos, 8);
           if (this.#headerGot < 8) return;
           this.#headerGot = 0;
           const long = this.#headerBytes.readBigUInt64BE(0);
@@ -246,6 +240,14 @@ export class FrameDecoder {
         : 'inside a frame header';
     this.halt();
     return new ProtocolError('ERR_TRUNCATED', `the peer closed the connection ${where}`);
+  }
+
+  /** Header bytes split across chunks: copies from `pos` until `size` are held; returns where they end in `chunk`. */
+  #gatherHeader(chunk: Buffer, pos: number, size: number): number {
+    const take = Math.min(size - this.#headerGot, chunk.length - pos);
+    chunk.copy(this.#headerBytes, this.#headerGot, pos, pos + take);
+    this.#headerGot += take;
+    return pos + take;
   }
 
   /**

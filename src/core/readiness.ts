@@ -39,6 +39,15 @@ export class Notifier {
     return this.#listeners.size;
   }
 
+  /** What `[readiness]()` returns for an object that is ready when `ready()` says so and notifies through this set. */
+  readiness(ready: () => boolean): Readiness {
+    return {
+      ready,
+      subscribe: (listener) => this.subscribe(listener),
+      subscribers: () => this.size,
+    };
+  }
+
   notify(): void {
     if (this.#listeners.size === 0) return;
     for (const listener of [...this.#listeners]) listener();

@@ -2,7 +2,13 @@
  * Argument checks shared by the whole public API, so that every entry point
  * rejects bad input the same way: `TypeError` for the wrong kind of value,
  * `RangeError` for a value out of range (Python raises `ValueError` there).
+ * Option groups that several entry points take (a connection's options, a
+ * call's signal and timeout) have one resolver each, called once per entry
+ * point: what it returns is checked and has its defaults filled in.
  */
+import { constants as bufferConstants } from 'node:buffer';
+import { resolveSerializer, type ResolvedSerializer } from '../serializers/resolve.js';
+import type { SerializerOption } from '../serializers/types.js';
 
 /** A byte view over any `ArrayBufferView` or `ArrayBuffer`, sharing its memory. */
 export function bytesOf(value: unknown, what: string): Uint8Array {
@@ -12,8 +18,17 @@ export function bytesOf(value: unknown, what: string): Uint8Array {
   throw new TypeError(`${what} must be an ArrayBufferView or an ArrayBuffer, not ${describe(value)}`);
 }
 
-/** An optional non-negative integer count of bytes. */
+/** An optional count of bytes (a size, an offset, a length limit): a non-negative integer. */
 export function byteCount(value: unknown, what: string): number | undefined {
+  return nonNegativeInteger(value, what);
+}
+
+/** An optional length of a queue (a listen backlog, a bound on pending connections): a non-negative integer. */
+export function queueLength(value: unknown, what: string): number | undefined {
+  return nonNegativeInteger(value, what);
+}
+
+function nonNegativeInteger(value: unknown, what: string): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number') throw new TypeError(`${what} must be a number, not ${describe(value)}`);
   if (!Number.isInteger(value)) throw new RangeError(`${what} must be an integer, got ${value}`);
@@ -54,6 +69,34 @@ export function timeoutMs(value: unknown, what = 'timeout'): number | undefined 
   return value < 0 ? 0 : value;
 }
 
+/**
+ * A timeout option whose left-out value has a default: `null` is Python's
+ * None and means no limit (`Infinity`), as `Infinity` does.
+ */
+export function timeoutOr(value: unknown, fallback: number, what = 'timeout'): number {
+  return value === null ? Infinity : (timeoutMs(value, what) ?? fallback);
+}
+
+/** A call's `signal` and `timeout` options, checked. */
+export interface CancelOptions {
+  signal: AbortSignal | undefined;
+  /** Milliseconds; `undefined` or `Infinity`: no limit. */
+  timeout: number | undefined;
+}
+
+/**
+ * The `signal` and `timeout` of a call that can be aborted or time out
+ * (a receive, `accept()`, `Client()`): `fallback` is the timeout when it is
+ * left out (none, without one).
+ */
+export function cancelOptions(opts: { signal?: unknown; timeout?: unknown }): CancelOptions;
+export function cancelOptions(opts: { signal?: unknown; timeout?: unknown }, fallback: number): CancelOptions & { timeout: number };
+export function cancelOptions(opts: { signal?: unknown; timeout?: unknown }, fallback?: number): CancelOptions {
+  const signal = abortSignal(opts.signal);
+  const timeout = fallback === undefined ? timeoutMs(opts.timeout) : timeoutOr(opts.timeout, fallback);
+  return { signal, timeout };
+}
+
 export function abortSignal(value: unknown): AbortSignal | undefined {
   if (value === undefined || value === null) return undefined;
   if (!(value instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, not ${describe(value)}`);
@@ -66,6 +109,38 @@ export function authkeyBytes(value: unknown): Uint8Array | null {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
   if (value instanceof Uint8Array) return value;
   throw new TypeError(`authkey must be a Uint8Array or a string, not ${describe(value)}`);
+}
+
+/** Longest message a connection takes when `maxMessageSize` is left out: the platform's Buffer limit. */
+const DEFAULT_MAX_MESSAGE_SIZE = bufferConstants.MAX_LENGTH;
+
+/**
+ * A connection's options (`serializer`, `maxMessageSize`, `maxDepth`), checked
+ * once by the entry point that makes connections with them (`Connection`,
+ * `Listener.listen`, `Client`, `Pipe`, `spawn`), and handed to every
+ * `Connection` it makes, which then checks nothing again.
+ */
+export class ConnectionSettings {
+  readonly maxMessageSize: number;
+  readonly #serializer: SerializerOption | undefined;
+  readonly #maxDepth: number | undefined;
+  /** The serializer made when the option was checked: the first connection uses it. */
+  #checked: ResolvedSerializer | null;
+
+  constructor(opts: { serializer?: unknown; maxMessageSize?: unknown; maxDepth?: unknown }) {
+    this.maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#maxDepth = depthLimit(opts.maxDepth);
+    this.#serializer = opts.serializer as SerializerOption | undefined;
+    this.#checked = resolveSerializer(this.#serializer, this.#maxDepth);
+  }
+
+  /** A serializer of its own for one connection (a built-in one reuses its buffers across that connection's messages). */
+  newSerializer(): ResolvedSerializer {
+    const checked = this.#checked;
+    if (checked === null) return resolveSerializer(this.#serializer, this.#maxDepth);
+    this.#checked = null;
+    return checked;
+  }
 }
 
 export function options<T extends object>(value: T | undefined | null, what: string): Partial<T> {

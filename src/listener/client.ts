@@ -5,19 +5,10 @@ import { authenticateToListener } from '../auth/handshake.js';
 import { ownAuthkey } from '../auth/challenge.js';
 import { armCancel } from '../core/cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/resolve.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
-import {
-  abortSignal,
-  byteCount,
-  noteUndefinedAuthkey,
-  checkOptionNames,
-  depthLimit,
-  describe,
-  options as optionsOf,
-  timeoutMs,
-} from '../core/validate.js';
-import { type Address, addressType, checkFamily, checkUnixPath, type Family, inetParts } from './address.js';
+import { cancelOptions, checkOptionNames, ConnectionSettings, describe, noteUndefinedAuthkey, options as optionsOf } from '../core/validate.js';
+import { type Address, addressType, checkUnixPath, type Family, inetParts } from './address.js';
+import { transportFamily } from './options.js';
 
 /**
  * Options of {@link Client}.
@@ -68,16 +59,11 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const opts = optionsOf(options, 'options');
   checkOptionNames(opts, CLIENT_OPTION_NAMES, 'Client() options');
   noteUndefinedAuthkey(opts, 'Client() options');
-  const family = opts.family !== undefined ? checkFamily(opts.family) : checkFamily(addressType(address));
-  if (addressType(address) !== family) throw new TypeError(`address ${JSON.stringify(address)} is not an ${family} address`);
+  const family = transportFamily(address, opts.family !== undefined ? opts.family : addressType(address), opts.tls);
   const authkey = ownAuthkey(opts.authkey);
   // `null` is Python's None: no limit. Left out, the default applies.
-  const timeout = opts.timeout === null ? Infinity : (timeoutMs(opts.timeout) ?? DEFAULT_TIMEOUT);
-  const signal = abortSignal(opts.signal);
-  resolveSerializer(opts.serializer);
-  byteCount(opts.maxMessageSize, 'maxMessageSize');
-  depthLimit(opts.maxDepth);
-  if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
+  const { signal, timeout } = cancelOptions(opts, DEFAULT_TIMEOUT);
+  const settings = new ConnectionSettings(opts);
   if (family === 'AF_UNIX') checkUnixPath(address as string);
   // Before the connect timer is armed: a bad port thrown from inside the connect would leave it running.
   if (family === 'AF_INET') inetParts(address);
@@ -85,11 +71,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
 
   const started = Date.now();
   const socket = await connectSocket(address, family, opts.tls, timeout, signal);
-  const conn = new Connection(socket, {
-    serializer: opts.serializer,
-    maxMessageSize: opts.maxMessageSize,
-    maxDepth: opts.maxDepth,
-  });
+  const conn = new Connection(socket, settings);
   if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
   publish(channels.clientConnect, () => ({ connection: conn, address, family }));
   if (authkey !== null) {

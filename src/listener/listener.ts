@@ -6,23 +6,21 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticatePeer } from '../auth/handshake.js';
 import { ownAuthkey } from '../auth/challenge.js';
-import { armCancel } from '../core/cancel.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { bufferedMessages } from '../connection/connection.js';
 import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../core/errors.js';
 import { Notifier, readiness, type Readiness } from '../core/readiness.js';
-import { Queue } from '../core/queue.js';
-import { resolveSerializer } from '../serializers/resolve.js';
+import { Queue, untilEnd, WaitQueue, type Waiter } from '../core/queue.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import {
-  abortSignal,
-  byteCount,
-  noteUndefinedAuthkey,
+  cancelOptions,
   checkOptionNames,
-  depthLimit,
+  ConnectionSettings,
   describe,
+  noteUndefinedAuthkey,
   options as optionsOf,
-  timeoutMs,
+  queueLength,
+  timeoutOr,
 } from '../core/validate.js';
 import {
   type Address,
@@ -36,6 +34,7 @@ import {
   inetParts,
 } from './address.js';
 import { onExit } from './cleanup.js';
+import { transportFamily } from './options.js';
 
 /**
  * Options of {@link Listener.listen}.
@@ -116,12 +115,6 @@ const LISTENER_OPTION_NAMES = [
 ] as const;
 const ACCEPT_OPTION_NAMES = ['signal', 'timeout'] as const;
 
-interface Acceptor {
-  resolve(conn: Connection): void;
-  reject(reason: unknown): void;
-  disarm: (() => void) | null;
-}
-
 interface Arrival {
   conn: Connection;
   peer: Address;
@@ -161,9 +154,9 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   readonly #family: Family;
   readonly #authkey: Uint8Array | null;
   readonly #authTimeout: number;
-  readonly #connectionOptions: ConnectionOptions;
+  readonly #connectionSettings: ConnectionSettings;
   readonly #arrivals = new Queue<Arrival>();
-  readonly #acceptors = new Queue<Acceptor>();
+  readonly #acceptors = new WaitQueue<Waiter<Connection>>('accept');
   readonly #handshaking = new Map<Connection, Address>();
   readonly #maxPending: number;
   readonly #ready = new Notifier();
@@ -194,22 +187,17 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     checkOptionNames(opts, LISTENER_OPTION_NAMES, 'Listener.listen() options');
     noteUndefinedAuthkey(opts, 'Listener.listen() options');
     // As Python's Listener: the family comes from the option, else the address, else the default, and is validated either way.
-    const family = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
-    const addr = address ?? arbitraryAddress(family);
-    if (addressType(addr) !== family) {
-      throw new TypeError(`address ${JSON.stringify(addr)} is not an ${family} address`);
-    }
+    const wanted = checkFamily(opts.family ?? (address != null ? addressType(address) : defaultFamily));
+    const addr = address ?? arbitraryAddress(wanted);
+    const family = transportFamily(addr, wanted, opts.tls);
     const authkey = ownAuthkey(opts.authkey);
     // Node reads a backlog of 0 as its default (511); the kernel's meaning of listen(0), as in Python, is closest to 1.
-    const backlog = Math.max(1, byteCount(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG);
+    const backlog = Math.max(1, queueLength(opts.backlog, 'backlog') ?? DEFAULT_BACKLOG);
     // `null` is Python's None: no limit (as CPython, whose Listener has none). Left out, the default applies.
-    const authTimeout =
-      opts.authTimeout === null ? Infinity : (timeoutMs(opts.authTimeout, 'authTimeout') ?? DEFAULT_AUTH_TIMEOUT);
-    const maxPending = Math.max(1, byteCount(opts.maxPending, 'maxPending') ?? Math.max(backlog, DEFAULT_MAX_PENDING));
-    resolveSerializer(opts.serializer); // a bad serializer fails here, not at the first connection
-    byteCount(opts.maxMessageSize, 'maxMessageSize');
-    depthLimit(opts.maxDepth);
-    if (opts.tls !== undefined && family !== 'AF_INET') throw new TypeError('tls is only available with AF_INET addresses');
+    const authTimeout = timeoutOr(opts.authTimeout, DEFAULT_AUTH_TIMEOUT, 'authTimeout');
+    const maxPending = Math.max(1, queueLength(opts.maxPending, 'maxPending') ?? Math.max(backlog, DEFAULT_MAX_PENDING));
+    // A bad serializer fails here, not at the first connection.
+    const settings = new ConnectionSettings(opts);
 
     const server =
       opts.tls !== undefined
@@ -247,11 +235,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
       bound = path;
       if (family === 'AF_UNIX' && !path.startsWith('\0')) removeFiles = socketFileRemover(path, privateDir);
     }
-    return new Listener(server, bound, family, authkey, authTimeout, maxPending, removeFiles, {
-      serializer: opts.serializer,
-      maxMessageSize: opts.maxMessageSize,
-      maxDepth: opts.maxDepth,
-    });
+    return new Listener(server, bound, family, authkey, authTimeout, maxPending, removeFiles, settings);
   }
 
   private constructor(
@@ -262,7 +246,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     authTimeout: number,
     maxPending: number,
     removeFiles: (() => void) | null,
-    connectionOptions: ConnectionOptions,
+    connectionSettings: ConnectionSettings,
   ) {
     super();
     if (!(server instanceof net.Server)) {
@@ -275,7 +259,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     this.#authkey = authkey;
     this.#authTimeout = authTimeout;
     this.#removeFiles = removeFiles;
-    this.#connectionOptions = connectionOptions;
+    this.#connectionSettings = connectionSettings;
     const secure = server instanceof tls.Server;
     server.on(secure ? 'secureConnection' : 'connection', (socket: net.Socket) => this.#onSocket(socket));
     if (secure) {
@@ -331,8 +315,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     try {
       const opts = optionsOf(options, 'options');
       checkOptionNames(opts, ACCEPT_OPTION_NAMES, 'accept() options');
-      signal = abortSignal(opts.signal);
-      timeout = timeoutMs(opts.timeout);
+      ({ signal, timeout } = cancelOptions(opts));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -340,13 +323,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     const arrival = this.#arrivals.shift();
     if (arrival !== undefined) return Promise.resolve(this.#handOver(arrival));
     return new Promise<Connection>((resolve, reject) => {
-      const acceptor: Acceptor = { resolve, reject, disarm: null };
-      this.#acceptors.push(acceptor);
-      if (signal !== undefined || timeout !== undefined) {
-        acceptor.disarm = armCancel(signal, timeout, 'accept', (reason) => {
-          if (this.#acceptors.remove(acceptor)) reject(reason);
-        });
-      }
+      this.#acceptors.add({ resolve, reject, disarm: null }, signal, timeout);
     });
   }
 
@@ -362,10 +339,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     this.#removeFiles?.();
     this.#removeFiles = null;
     const err = listenerClosed();
-    for (const acceptor of this.#acceptors.drain()) {
-      acceptor.disarm?.();
-      acceptor.reject(err);
-    }
+    for (const acceptor of this.#acceptors.drain()) acceptor.reject(err);
     const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking.keys()];
     this.#handshaking.clear();
     this.#ready.notify();
@@ -373,17 +347,11 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   }
 
   /** Accepts connections until the Listener is closed. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Connection> {
-    for (;;) {
-      let conn: Connection;
-      try {
-        conn = await this.accept();
-      } catch (err) {
-        if (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED') return;
-        throw err;
-      }
-      yield conn;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Connection> {
+    return untilEnd(
+      () => this.accept(),
+      (err) => err instanceof ConnectionStateError && err.code === 'ERR_CLOSED',
+    );
   }
 
   /** `await using listener = await Listener.listen(...)` closes it at the end of the block. */
@@ -393,11 +361,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
 
   /** @internal For `wait()`: ready when a connection is waiting to be accepted. */
   [readiness](): Readiness {
-    return {
-      ready: () => this.#arrivals.length > 0 || this.#closed,
-      subscribe: (listener) => this.#ready.subscribe(listener),
-      subscribers: () => this.#ready.size,
-    };
+    return this.#ready.readiness(() => this.#arrivals.length > 0 || this.#closed);
   }
 
   #onSocket(socket: net.Socket): void {
@@ -408,7 +372,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
     const peer = peerOf(socket, this.#family);
     this.#makeRoom();
-    const conn = new Connection(socket, this.#connectionOptions);
+    const conn = new Connection(socket, this.#connectionSettings);
     if (debugging()) debug('listener %s: accepted a connection from %s', showAddress(this.#address), showAddress(peer));
     publish(channels.listenerAccept, () => ({ listener: this, connection: conn, peer }));
     if (this.#authkey === null) {
@@ -439,7 +403,6 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   #arrive(arrival: Arrival, socket: net.Socket): void {
     const acceptor = this.#acceptors.shift();
     if (acceptor !== undefined) {
-      acceptor.disarm?.();
       acceptor.resolve(this.#handOver(arrival));
       return;
     }

@@ -4,8 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/resolve.js';
-import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../core/validate.js';
+import { checkOptionNames, ConnectionSettings, describe, options as optionsOf } from '../core/validate.js';
 import { arbitraryAddress } from './address.js';
 
 /**
@@ -26,14 +25,13 @@ import { arbitraryAddress } from './address.js';
  */
 export async function Pipe(duplex = true, options?: ConnectionOptions): Promise<[Connection, Connection]> {
   if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, not ${describe(duplex)}`);
-  checkOptionNames(optionsOf(options, 'options'), ['serializer', 'maxMessageSize', 'maxDepth'], 'Pipe() options');
-  resolveSerializer(options?.serializer);
-  byteCount(options?.maxMessageSize, 'maxMessageSize');
-  depthLimit(options?.maxDepth);
+  const opts = optionsOf(options, 'options');
+  checkOptionNames(opts, ['serializer', 'maxMessageSize', 'maxDepth'], 'Pipe() options');
+  const settings = new ConnectionSettings(opts);
   const [first, second] = await socketPair();
   return [
-    new Connection(first, options, { readable: true, writable: duplex }),
-    new Connection(second, options, { readable: duplex, writable: true }),
+    new Connection(first, settings, { readable: true, writable: duplex }),
+    new Connection(second, settings, { readable: duplex, writable: true }),
   ];
 }
 

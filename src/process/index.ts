@@ -3,8 +3,7 @@ import { spawn as spawnChild, type ChildProcess, type SpawnOptions as NodeSpawnO
 import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
-import { resolveSerializer } from '../serializers/resolve.js';
-import { byteCount, checkOptionNames, depthLimit, describe, options as optionsOf } from '../core/validate.js';
+import { checkOptionNames, ConnectionSettings, describe, options as optionsOf } from '../core/validate.js';
 
 /**
  * Options of {@link spawn}: Node's spawn options (without `stdio`), the
@@ -145,9 +144,7 @@ export function spawn(
   }
   const { serializer, maxMessageSize, maxDepth, command: _command, ...spawnOptions } = opts;
   // Every connection option is checked before the child starts: a bad one must not leave it orphaned.
-  resolveSerializer(serializer);
-  byteCount(maxMessageSize, 'maxMessageSize');
-  depthLimit(maxDepth);
+  const settings = new ConnectionSettings({ serializer, maxMessageSize, maxDepth });
   const child = spawnChild(program, argv, {
     ...spawnOptions,
     // 'pipe' beyond stdio 2 is a socketpair on POSIX (a duplex named pipe on Windows).
@@ -158,7 +155,7 @@ export function spawn(
   // unhandled 'error' would end the parent. The connection is ended instead, so whoever waits
   // on it hears of it; code that listens for 'error' itself still gets the event.
   child.on('error', (err) => socket.destroy(err));
-  return { process: child, connection: new Connection(socket, { serializer, maxMessageSize, maxDepth }) };
+  return { process: child, connection: new Connection(socket, settings) };
 }
 
 function checkSpawnOptions(opts: object, known: readonly string[], what: string): void {

@@ -1,0 +1,418 @@
+import type { Duplex } from 'node:stream';
+import { AuthenticationError, BufferTooShort, ConnectionStateError, EOFError, MpconnError, ProtocolError } from '../core/errors.js';
+import { WaitQueue, Queue, type Waiter } from '../core/queue.js';
+import { Notifier, type Readiness } from '../core/readiness.js';
+import type { ResolvedSerializer } from '../serializers/resolve.js';
+import { channels, debug, debugging, publish } from './diagnostics.js';
+import { FrameDecoder } from './frame-decoder.js';
+import { spendTurn } from './turn.js';
+
+/** What a receive resolves with: the bytes, the byte count written into the caller's buffer, or the decoded value. */
+export const enum ReceiveKind {
+  Bytes,
+  Into,
+  Value,
+}
+
+/** Where the read side of a connection stands. */
+export const enum ReadState {
+  /** Messages may arrive. */
+  Open,
+  /** The stream ended (or broke the framing): messages already received are delivered, then the end. */
+  Ending,
+  /** A message broke the limits, or bad framing was reported: nothing more can be read. */
+  Unreadable,
+  /** This side closed: receives reject, and what still arrives is dropped. */
+  Closed,
+}
+
+interface PendingReceive extends Waiter<unknown> {
+  kind: ReceiveKind;
+  maxlength: number;
+  /** Into: the caller's buffer as bytes, and where to start writing. */
+  view: Uint8Array | null;
+  offset: number;
+  /** Into: the payload is being written straight into `view`. */
+  filling: boolean;
+}
+
+export interface ReceiverOptions {
+  serializer: ResolvedSerializer;
+  maxMessageSize: number;
+  /** The connection, as diagnostics events name it. */
+  owner: object;
+  /** Runs whenever the number of receives or readiness subscribers waiting may have changed (keep-alive policy). */
+  onWaitingChange: (() => void) | null;
+}
+
+/**
+ * Received messages no one has asked for yet are held up to this many bytes
+ * (each message also counts a fixed overhead); above it the transport is
+ * paused, so a slow reader makes a fast writer wait instead of growing memory.
+ */
+const INBOX_HIGH_WATER = 1 << 20;
+const INBOX_LOW_WATER = 256 * 1024;
+const MESSAGE_OVERHEAD = 64;
+
+const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
+
+/**
+ * The receive side of a connection, as `ws` has its receiver: it owns the
+ * frame decoder, the receives waiting in call order, the inbox of messages
+ * no one has asked for yet (and the transport's flow control), and the read
+ * state. It is fed the stream's chunks and end; `Connection` checks the
+ * arguments and its own state before asking it for a message.
+ */
+export class Receiver {
+  readonly #stream: Duplex;
+  readonly #serializer: ResolvedSerializer;
+  readonly #decoder: FrameDecoder;
+  readonly #owner: object;
+  readonly #onWaitingChange: (() => void) | null;
+  readonly #pending: WaitQueue<PendingReceive>;
+  readonly #inbox = new Queue<Buffer>();
+  #inboxCost = 0;
+  #paused = false;
+  #state = ReadState.Open;
+  /** Ending: why the stream can give no more messages once the inbox is empty (EOF, truncation, bad framing). */
+  #end: MpconnError | (() => MpconnError) | null = null;
+  /** Ending: the end is reported once, then the side is Unreadable (bad framing, too long). */
+  #endOnce = false;
+  readonly #ready: Notifier;
+
+  constructor(stream: Duplex, options: ReceiverOptions) {
+    this.#stream = stream;
+    this.#serializer = options.serializer;
+    this.#owner = options.owner;
+    this.#onWaitingChange = options.onWaitingChange;
+    this.#ready = new Notifier(options.onWaitingChange ?? undefined);
+    this.#pending = new WaitQueue<PendingReceive>('recv', (r) => this.#onCancel(r));
+    this.#decoder = new FrameDecoder(
+      {
+        header: (length) => this.#onHeader(length),
+        frame: (payload, direct) => this.#onFrame(payload, direct),
+        error: (err) => this.#onFramingError(err),
+        targetLost: (length) => this.#onTargetLost(length),
+      },
+      options.maxMessageSize,
+    );
+  }
+
+  get state(): ReadState {
+    return this.#state;
+  }
+
+  /** How many received messages are waiting to be taken. */
+  get buffered(): number {
+    return this.#inbox.length;
+  }
+
+  /** Whether anyone waits on this side: a receive, or a readiness subscriber (`poll`, `wait`). */
+  get waiting(): boolean {
+    return this.#pending.length > 0 || this.#ready.size > 0;
+  }
+
+  /** Whether a receive would settle at once: a message is waiting, or the side is no longer open. */
+  ready(): boolean {
+    return this.#inbox.length > 0 || this.#state !== ReadState.Open;
+  }
+
+  readiness(): Readiness {
+    return this.#ready.readiness(() => this.ready());
+  }
+
+  /** See `FrameDecoder.limitNext`. */
+  limitNext(count: number, max: number): void {
+    this.#decoder.limitNext(count, max);
+  }
+
+  /** A chunk from the stream. */
+  push(chunk: Buffer): void {
+    if (this.#state === ReadState.Closed) return;
+    this.#decoder.push(chunk);
+  }
+
+  /** The stream ended (`cause`: the error that ended it). */
+  end(cause: Error | undefined): void {
+    if (this.#state !== ReadState.Open) return;
+    const truncated = this.#decoder.finish();
+    if (truncated !== null) {
+      if (cause !== undefined) truncated.cause = cause;
+      this.#beginEnding(truncated, false);
+    } else {
+      // Made when a receive asks for it: most connections end without anyone waiting.
+      this.#beginEnding(() => new EOFError(undefined, cause === undefined ? undefined : { cause }), false);
+    }
+  }
+
+  /**
+   * This side is closing: pending receives reject with `err`, buffered
+   * messages are dropped, and what still arrives is read and dropped. An
+   * Unreadable side stays Unreadable: that is what `readable` reports.
+   */
+  close(err: unknown): void {
+    for (const r of this.#pending.drain()) this.#settleError(r, err);
+    this.#inbox.drain();
+    this.#inboxCost = 0;
+    if (this.#state !== ReadState.Unreadable) this.#state = ReadState.Closed;
+    this.#decoder.halt();
+    // Keep reading (and dropping) while our frames flush: a peer that is
+    // flushing to us in turn must not wait on a paused transport, or two ends
+    // closing with unread data queued both ways would wait on each other forever.
+    if (this.#paused) {
+      this.#paused = false;
+      this.#stream.resume();
+    }
+    this.#ready.notify();
+  }
+
+  /**
+   * One receive of `kind`, served in call order. The caller has checked that
+   * the side is readable (Open or Ending) and its arguments; `signal` and
+   * `timeout` take it out of line, losing no message.
+   */
+  receive(
+    kind: ReceiveKind,
+    maxlength: number,
+    view: Uint8Array | null,
+    offset: number,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+  ): Promise<unknown> {
+    const message = this.#inbox.shift();
+    if (message !== undefined) {
+      // A message is waiting: no queue entry, no executor (the hot path of a busy reader).
+      this.#takeFromInbox(message);
+      const later = spendTurn(message.length);
+      if (later !== undefined) return later.then(() => this.#take(kind, maxlength, view, offset, message));
+      try {
+        return Promise.resolve(this.#take(kind, maxlength, view, offset, message));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    if (this.#state === ReadState.Ending) return Promise.reject(this.#takeEnd());
+    return new Promise((resolve, reject) => {
+      const r: PendingReceive = { kind, maxlength, view, offset, filling: false, resolve, reject, disarm: null };
+      const onWaitingChange = this.#onWaitingChange;
+      if (onWaitingChange !== null) {
+        // Settling always follows removal from the queue, so this sees the new count.
+        r.resolve = (value) => {
+          resolve(value);
+          onWaitingChange();
+        };
+        r.reject = (reason) => {
+          reject(reason);
+          onWaitingChange();
+        };
+      }
+      this.#pending.add(r, signal, timeout);
+      onWaitingChange?.();
+      if (this.#pending.length === 1) this.#checkFront();
+    });
+  }
+
+  #takeFromInbox(message: Buffer): void {
+    this.#inboxCost -= message.length + MESSAGE_OVERHEAD;
+    if (this.#paused && this.#inboxCost <= INBOX_LOW_WATER) {
+      this.#paused = false;
+      this.#stream.resume();
+    }
+  }
+
+  /** A receive gave up (abort or timeout) and left the line: it takes no message with it. */
+  #onCancel(r: PendingReceive): void {
+    if (r.filling) {
+      this.#decoder.detachTarget();
+      r.filling = false;
+    }
+    this.#checkFront();
+  }
+
+  /** The receive now first in line may be too small for the frame already under way, or have room to take it directly. */
+  #checkFront(): void {
+    const r = this.#pending.peek();
+    const length = this.#decoder.currentFrameLength;
+    if (r === undefined || length < 0) return;
+    if (length > r.maxlength) {
+      this.#pending.shift();
+      this.#rejectTooLong(r, length);
+    } else if (!r.filling && r.kind === ReceiveKind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
+      // Streaming: the header was read before this receive was made; the payload still goes straight into its buffer.
+      r.filling = this.#decoder.attachTarget(r.view!.subarray(r.offset, r.offset + length));
+    }
+  }
+
+  #onHeader(length: number): Uint8Array | null | false {
+    const r = this.#pending.peek();
+    if (r === undefined) return null;
+    if (length > r.maxlength) {
+      this.#pending.shift();
+      this.#rejectTooLong(r, length);
+      return false;
+    }
+    if (r.kind === ReceiveKind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
+      r.filling = true;
+      return r.view!.subarray(r.offset, r.offset + length);
+    }
+    return null;
+  }
+
+  #onFrame(payload: Buffer, direct: boolean): void {
+    const r = this.#pending.shift();
+    if (direct && r?.filling !== true) {
+      // Written into a buffer whose receive is gone (it detaches first, so this
+      // should not happen): never hand one caller's memory to anyone else.
+      payload = Buffer.from(payload);
+      direct = false;
+    }
+    if (r !== undefined) {
+      this.#deliver(r, payload, direct);
+      if (this.#pending.length > 0) this.#checkFront();
+      return;
+    }
+    this.#inbox.push(payload);
+    this.#inboxCost += payload.length + MESSAGE_OVERHEAD;
+    if (!this.#paused && this.#inboxCost > INBOX_HIGH_WATER) {
+      this.#paused = true;
+      this.#stream.pause();
+    }
+    if (this.#inbox.length === 1) this.#ready.notify();
+  }
+
+  #deliver(r: PendingReceive, payload: Buffer, direct: boolean): void {
+    if (direct) {
+      r.resolve(payload.length); // already in the caller's buffer
+      return;
+    }
+    let value: unknown;
+    try {
+      value = this.#take(r.kind, r.maxlength, r.view, r.offset, payload);
+    } catch (err) {
+      r.reject(err);
+      if (this.#state === ReadState.Unreadable) this.#failPending();
+      return;
+    }
+    r.resolve(value);
+  }
+
+  /** What a receive of `kind` makes of `payload`: the value it resolves with, or the error it rejects with (thrown). */
+  #take(kind: ReceiveKind, maxlength: number, view: Uint8Array | null, offset: number, payload: Buffer): unknown {
+    if (payload.length > maxlength) throw this.#tooLong(maxlength, payload.length);
+    switch (kind) {
+      case ReceiveKind.Bytes:
+        return payload;
+      case ReceiveKind.Value:
+        try {
+          return this.#serializer.decode(payload);
+        } catch (err) {
+          throw challengeHint(payload) ?? err;
+        }
+      case ReceiveKind.Into: {
+        const room = Math.max(0, view!.byteLength - offset);
+        if (payload.length > room) throw new BufferTooShort(payload, room);
+        view!.set(payload, offset);
+        return payload.length;
+      }
+    }
+  }
+
+  /**
+   * Python: a message over `maxlength` makes the connection unreadable.
+   * Returns the error for the receive that asked with `maxlength`; the caller
+   * rejects it, then the receives still pending (`#failPending`).
+   */
+  #tooLong(maxlength: number, length: number): ProtocolError {
+    this.#becomeUnreadable();
+    return new ProtocolError(
+      'ERR_MESSAGE_TOO_LONG',
+      `incoming message of ${length} bytes is longer than maxlength ${maxlength}; ` +
+        'the connection can no longer be read (it can still send)',
+    );
+  }
+
+  /** The receive first in line asked for at most `r.maxlength` bytes and the frame under way is longer. */
+  #rejectTooLong(r: PendingReceive, length: number): void {
+    r.reject(this.#tooLong(r.maxlength, length));
+    this.#failPending();
+  }
+
+  /** Once unreadable, receives still pending can get nothing. */
+  #failPending(): void {
+    const err = notReadableError();
+    for (const other of this.#pending.drain()) this.#settleError(other, err);
+  }
+
+  #becomeUnreadable(): void {
+    this.#state = ReadState.Unreadable;
+    this.#end = null;
+    this.#decoder.halt();
+    this.#inbox.drain();
+    this.#inboxCost = 0;
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#stream.pause();
+    }
+    this.#ready.notify();
+  }
+
+  /** The buffer a `recvBytesInto` was filling went away (detached, shrunk): that receive fails, the frame is skipped. */
+  #onTargetLost(length: number): void {
+    const r = this.#pending.peek();
+    if (r === undefined || !r.filling) return;
+    this.#pending.shift();
+    r.filling = false;
+    r.reject(
+      new TypeError(
+        `recvBytesInto: the buffer was detached or resized while a ${length}-byte message was being written into it; ` +
+          'that message is lost (the connection goes on with the next one)',
+      ),
+    );
+  }
+
+  /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
+  #onFramingError(err: ProtocolError): void {
+    if (debugging()) debug('connection: framing error %s: %s', err.code, err.message);
+    publish(channels.connectionError, () => ({ connection: this.#owner, error: err }));
+    this.#beginEnding(err, true);
+  }
+
+  #beginEnding(end: MpconnError | (() => MpconnError), once: boolean): void {
+    this.#state = ReadState.Ending;
+    this.#end = end;
+    this.#endOnce = once;
+    // Receives wait only while the inbox is empty, so the end is theirs now.
+    for (const r of this.#pending.drain()) this.#settleError(r, this.#takeEnd());
+    this.#ready.notify();
+  }
+
+  /** The end, for a receive that finds the inbox empty; an end reported once leaves the side Unreadable. */
+  #takeEnd(): MpconnError {
+    if (this.#state === ReadState.Unreadable) return notReadableError();
+    const end = this.#end!;
+    const err = typeof end === 'function' ? end() : end;
+    if (this.#endOnce) this.#becomeUnreadable();
+    return err;
+  }
+
+  #settleError(r: PendingReceive, err: unknown): void {
+    if (r.filling) this.#decoder.detachTarget();
+    r.reject(err);
+  }
+}
+
+export function notReadableError(): ConnectionStateError {
+  return new ConnectionStateError(
+    'ERR_NOT_READABLE',
+    'the connection can no longer be read: an earlier message broke the limits or the framing',
+  );
+}
+
+/** A peer that wants an authkey we were not given sends a challenge first: say so. */
+function challengeHint(payload: Buffer): AuthenticationError | null {
+  if (!payload.subarray(0, CHALLENGE_PREFIX.length).equals(CHALLENGE_PREFIX)) return null;
+  return new AuthenticationError(
+    'the peer sent an authentication challenge: it requires an authkey (pass { authkey } to Client or Listener.listen)',
+    { reason: 'key-required' },
+  );
+}
