@@ -139,18 +139,22 @@ describe('FrameWriter', () => {
       expect((await within(arrived, 10_000, 'the frames')).at(-1)!.equals(original)).to.equal(true);
     });
 
-    it('copies a transient payload that it writes by reference', async () => {
-      const before = fillSocket();
-      // A plain Uint8Array, as msgpack lends its reused buffer.
-      const payload = new Uint8Array(patterned(100 * KiB, 4));
-      const original = Buffer.from(payload);
-      const arrived = framesFrom(far, before + 1);
-      const sent = writer.write(payload, true);
-      payload.fill(0); // the serializer reuses its buffer as soon as write() returns
-      far.resume();
-      await within(sent, 10_000, 'the write');
-      expect((await within(arrived, 10_000, 'the frames')).at(-1)!.equals(original)).to.equal(true);
-    });
+    for (const [kind, make] of [
+      ['a plain Uint8Array, as msgpack lends its reused buffer', (b: Buffer) => new Uint8Array(b)],
+      ['a Buffer, whose slice() is a view', (b: Buffer) => Buffer.from(b)],
+    ] as const) {
+      it(`copies a transient payload that it writes by reference (${kind})`, async () => {
+        const before = fillSocket();
+        const payload = make(patterned(100 * KiB, 4));
+        const original = Buffer.from(payload);
+        const arrived = framesFrom(far, before + 1);
+        const sent = writer.write(payload, true);
+        payload.fill(0); // the serializer reuses its buffer as soon as write() returns
+        far.resume();
+        await within(sent, 10_000, 'the write');
+        expect((await within(arrived, 10_000, 'the frames')).at(-1)!.equals(original)).to.equal(true);
+      });
+    }
   });
 
   it('keeps call order across every size, small and large frames mixed', async () => {

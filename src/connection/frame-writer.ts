@@ -124,7 +124,7 @@ export class FrameWriter {
     }
     this.flush();
     // Written by reference below: bytes that are only lent to us (a serializer's reused buffer) are copied first.
-    if (transient) payload = payload.slice();
+    if (transient) payload = new Uint8Array(payload); // a copy (a Buffer's slice() would be a view)
     const header = Buffer.allocUnsafe(12);
     const headerLength = writeHeader(header, 0, length);
     return new Promise<void>((resolve, reject) => {
