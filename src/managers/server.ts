@@ -9,6 +9,7 @@
  */
 import type { TlsOptions } from 'node:tls';
 import { untilAborted } from '../core/cancel.js';
+import { checkOptionNames } from '../core/validate.js';
 import { Listener } from '../listener/index.js';
 import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
@@ -85,6 +86,11 @@ export interface ManagerServerOptions {
   /** The address family; default from the address (as `Listener.listen`). */
   family?: Family;
 }
+
+/** The names {@link ManagerServerOptions} has: any other is a typo, refused rather than ignored. */
+const SERVER_OPTION_NAMES = ['authkey', 'registry', 'sync', 'backlog', 'authTimeout', 'tls', 'family'] as const;
+/** The names {@link RegisterOptions} has. */
+const REGISTER_OPTION_NAMES = ['exposed', 'methodToTypeid'] as const;
 
 interface Registration {
   readonly callable: ManagerCallable;
@@ -189,6 +195,7 @@ export class ManagerServer implements AsyncDisposable {
     if (options === null || typeof options !== 'object') {
       throw new TypeError('ManagerServer.listen() needs options with an authkey (null only to serve without authentication)');
     }
+    checkOptionNames(options, SERVER_OPTION_NAMES, 'ManagerServer.listen() options');
     if (options.authkey === undefined) {
       throw new TypeError(
         'ManagerServer.listen(): authkey is required (Python clients always authenticate; pass null explicitly to serve Node clients without one)',
@@ -250,6 +257,7 @@ export class ManagerServer implements AsyncDisposable {
    * ```
    */
   register(typeid: string, callable: ManagerCallable, options: RegisterOptions = {}): void {
+    if (options !== null && typeof options === 'object') checkOptionNames(options, REGISTER_OPTION_NAMES, 'register() options');
     this.#register(typeid, callable, options, false);
   }
 
