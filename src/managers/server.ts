@@ -374,10 +374,11 @@ export class ManagerServer implements AsyncDisposable {
    */
   async #serveCalls(caller: Caller): Promise<void> {
     const conn = caller.conn;
+    // As read(), in one step: the end of the connection cancels the call running.
     const readNext = (): Promise<Read> =>
-      read(conn).then((r) => {
-        if (r.kind === 'end') caller.gone();
-        return r;
+      conn.recvBytes().then(asMessage, (): Read => {
+        caller.gone();
+        return END;
       });
     let next = readNext();
     let served = 0;
@@ -661,11 +662,14 @@ export function peekIdent(bytes: Uint8Array): string | null | undefined {
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
 }
 
+const END: Read = { kind: 'end' };
+const asMessage = (bytes: Buffer): Read => ({ kind: 'message', bytes });
+
 function read(conn: Connection): Promise<Read> {
   return conn.recvBytes().then(
-    (bytes): Read => ({ kind: 'message', bytes }),
+    asMessage,
     // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
-    (): Read => ({ kind: 'end' }),
+    (): Read => END,
   );
 }
 
