@@ -15,6 +15,8 @@
  * capture it there when they need it later), so the server runs their calls
  * with the variable alone (`runInCall`); every other object gets both
  * (`runInTrackedCall`), and may read `currentCall()` anywhere in its method.
+ * (A class extending a SyncManager class is one of them: its methods read
+ * `currentCall()` before their first `await`.)
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 
