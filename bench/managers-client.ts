@@ -11,17 +11,22 @@
  * connections), then a `decref` on `del` (a fourth); mpconn's makes two
  * (`create`, then `decref` on release). That difference is part of the figure.
  *
- *   node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2]
+ *   node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2] [--out FILE]
  *
  * Besides wall time, each side's client CPU per operation (user + system of
  * the client process only) is printed: on a shared machine it is the steadier
  * figure. Profile the Node side with `node --cpu-prof dist/bench/managers-client.js --only M1`.
+ * The figures also go to bench/results/managers-client.json (figures, machine, date).
  */
 import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ManagerClient } from 'mpconn';
-import { findPython } from './lib/machine.js';
+import { describeMachine, findPython } from './lib/machine.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -29,12 +34,13 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     python: { type: 'string' },
     only: { type: 'string' },
+    out: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 if (opts.help) {
-  process.stdout.write('Usage: node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2]\n');
+  process.stdout.write('Usage: node dist/bench/managers-client.js [--runs N] [--quick] [--python PATH] [--only M1|M2] [--out FILE]\n');
   process.exit(0);
 }
 const runs = Number(opts.runs ?? (opts.quick ? 3 : 5));
@@ -43,6 +49,9 @@ if (python === null) {
   console.error('no CPython found ($(pyenv root)/versions/3.12.*/bin/python, or --python PATH): nothing to compare with');
   process.exit(1);
 }
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const outFile = path.resolve(opts.out ?? path.join(ROOT, 'bench', 'results', 'managers-client.json'));
+const started = new Date();
 const AUTHKEY = 'mpconn-bench-manager';
 // Operations per measured run: enough that a run lasts well over the timer's resolution.
 const COUNTS = { M1: opts.quick ? 500 : 2000, M2: opts.quick ? 10 : 30 } as const;
@@ -138,7 +147,7 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-const results: { figure: Figure; node: Sample; cpython: Sample }[] = [];
+const results: { figure: Figure; node: Sample; cpython: Sample; runs: { node: Sample[]; cpython: Sample[] } }[] = [];
 const medianOf = (xs: Sample[]): Sample => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
 try {
   const figures = (['M1', 'M2'] as const).filter((f) => opts.only === undefined || opts.only.split(',').includes(f));
@@ -160,7 +169,7 @@ try {
       }
       process.stderr.write('.');
     }
-    results.push({ figure, node: medianOf(node), cpython: medianOf(cpython) });
+    results.push({ figure, node: medianOf(node), cpython: medianOf(cpython), runs: { node, cpython } });
   }
 } finally {
   process.stderr.write('\n');
@@ -185,3 +194,16 @@ for (const r of results) {
 }
 console.log("\nA ratio above 1: the Node client takes less time per operation than CPython's.");
 console.log('Client CPU is the client process alone (user + system), the steadier figure on a busy machine.');
+
+const json = {
+  schema: 1,
+  figures: 'M1, M2',
+  date: started.toISOString(),
+  unit: 'µs per operation (wall, and client CPU: user + system of the client process)',
+  options: { runs, quick: opts.quick, only: opts.only ?? null, counts: COUNTS, python },
+  machine: { ...describeMachine(ROOT, python), loadavgEnd: os.loadavg() },
+  results: results.map((r) => ({ ...r, title: names[r.figure], ratio: r.cpython.wall / r.node.wall })),
+};
+mkdirSync(path.dirname(outFile), { recursive: true });
+writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');
+process.stderr.write(`results written to ${path.relative(process.cwd(), outFile)}\n`);

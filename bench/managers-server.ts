@@ -2,22 +2,43 @@
 // concurrent Python client processes, against the Node ManagerServer and
 // against CPython's own manager server, measured in the same run.
 //
-//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--runs 3] [--clients 1,8] [--python PATH]
+//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--warmup 1] [--runs 3] [--clients 1,8] [--python PATH] [--out FILE] [--mpconn DIST]
 //
 // Each client is an unmodified CPython program: SyncManager(address, authkey)
 // .connect(), one m.dict() of its own, then as many calls as it can for the
-// run's duration, alternating d[k] = i and d.get(k), each call timed. Both
-// servers run in their own process; all clients start together on a "go".
-// Rounds alternate which server goes first. Not a test: nothing gates on a time.
+// run's duration, alternating d[k] = i and d.get(k), each call timed. Before
+// the timed part every client calls for --warmup seconds, untimed (both
+// servers alike: it is there for the Node server's JIT, which otherwise
+// compiles on its helper threads during the first seconds and bills that CPU
+// to the measured calls; a long-running server pays it once). Both servers run
+// in their own process; all clients start together on a "go". Rounds alternate
+// which server goes first. Not a test: nothing gates on a time.
+//
+// Besides calls/s and latency, each row has the CPU per call (user + system,
+// from /proc) of the server process and of the client processes, and the
+// ceiling any server could reach here: the clients alone need that much CPU
+// per call, so on C cores no server can serve more than C × 1e6 / (client CPU
+// µs per call) calls/s. The figures also go to bench/results/managers-server.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { clockTicks, processTicks } from './lib/cpu.js';
-import { findPython } from './lib/machine.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { clockTicks, CpuLedger, processTicks, startInterval } from './lib/cpu.js';
+import { describeMachine, findPython } from './lib/machine.js';
 import { latencySummary } from './lib/role.js';
 
 const AUTHKEY = 'mpconn-bench-managers';
-const MPCONN = new URL('../src/index.js', import.meta.url).href;
+// --mpconn DIR serves from another build's dist/ (a before/after comparison); default: this build.
+const mpconnAt = process.argv.indexOf('--mpconn');
+const MPCONN =
+  mpconnAt >= 0 && process.argv[mpconnAt + 1] !== undefined
+    ? pathToFileURL(path.resolve(process.argv[mpconnAt + 1]!, 'src', 'index.js')).href
+    : new URL('../src/index.js', import.meta.url).href;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CORES = os.availableParallelism?.() ?? os.cpus().length;
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,9 +46,11 @@ function option(name: string, fallback: string): string {
 }
 
 const seconds = Number(option('seconds', '2'));
+const warmup = Number(option('warmup', '1'));
 const runs = Number(option('runs', '3'));
 const clientCounts = option('clients', '1,8').split(',').map(Number);
 const python = findPython(process.argv.includes('--python') ? option('python', '') : undefined) ?? 'python3';
+const outFile = path.resolve(option('out', path.join(ROOT, 'bench', 'results', 'managers-server.json')));
 
 const NODE_SERVER = `
 import { ManagerServer } from '${MPCONN}';
@@ -53,14 +76,17 @@ from multiprocessing.managers import SyncManager
 m = SyncManager(address=('127.0.0.1', int(sys.argv[1])), authkey=b'${AUTHKEY}')
 m.connect()
 d = m.dict()
-for i in range(200):
+clock = time.perf_counter
+i = 0
+end = clock() + float(sys.argv[3])
+while i < 400 or clock() < end:
     d[i % 64] = i
     d.get(i % 64)
+    i += 1
 print('ready', flush=True)
 sys.stdin.readline()
 seconds = float(sys.argv[2])
 lat = []
-clock = time.perf_counter
 start = clock()
 end = start + seconds
 i = 0
@@ -76,6 +102,7 @@ while True:
     i += 1
 elapsed = clock() - start
 print(json.dumps({'calls': i, 'elapsed': elapsed, 'lat': lat}), flush=True)
+sys.stdin.readline()  # stays alive until its CPU time has been read
 `;
 
 interface Lines {
@@ -127,28 +154,50 @@ interface RunResult {
   medianUs: number;
   /** The server process's CPU time (user + system) per call. */
   serverCpuUs: number;
+  /** The client processes' CPU time (user + system, all of them) per call. */
+  clientCpuUs: number;
+  /** The share of the machine's CPU that processes other than these used meanwhile. */
+  otherShare: number | null;
 }
 
 async function measure(kind: Kind, clients: number): Promise<RunResult> {
   const server = await startServer(kind);
   try {
-    const procs = Array.from({ length: clients }, () => start(python, ['-u', '-c', CLIENT, server.port, String(seconds)]));
+    const procs = Array.from({ length: clients }, () =>
+      start(python, ['-u', '-c', CLIENT, server.port, String(seconds), String(warmup)]),
+    );
     for (const p of procs) {
       const line = await p.next();
       if (line !== 'ready') throw new Error(`a ${kind} client said ${JSON.stringify(line)}`);
     }
-    const ticksBefore = processTicks(server.pid) ?? 0;
+    const ledger = new CpuLedger();
+    ledger.track(server.pid);
+    for (const p of procs) ledger.track(p.child.pid);
+    const ticks = (): { server: number; clients: number } => ({
+      server: processTicks(server.pid) ?? 0,
+      clients: procs.reduce((sum, p) => sum + (processTicks(p.child.pid!) ?? 0), 0),
+    });
+    const before = ticks();
+    const others = startInterval(ledger, CORES);
     for (const p of procs) p.child.stdin!.write('go\n');
     const results = (await Promise.all(procs.map((p) => p.next()))).map(
       (line) => JSON.parse(line) as { calls: number; elapsed: number; lat: number[] },
     );
-    const serverTicks = (processTicks(server.pid) ?? 0) - ticksBefore;
+    const after = ticks();
+    const { otherShare } = others();
+    for (const p of procs) p.child.stdin!.end();
     await Promise.all(procs.map((p) => once(p.child, 'exit')));
     const calls = results.reduce((sum, r) => sum + r.calls, 0);
-    const serverCpuUs = ((serverTicks / clockTicks()) * 1e6) / calls;
+    const perCall = (t: number): number => ((t / clockTicks()) * 1e6) / calls;
     const callsPerSecond = results.reduce((sum, r) => sum + r.calls / r.elapsed, 0);
     const { medianUs } = latencySummary(results.flatMap((r) => r.lat));
-    return { callsPerSecond, medianUs, serverCpuUs };
+    return {
+      callsPerSecond,
+      medianUs,
+      serverCpuUs: perCall(after.server - before.server),
+      clientCpuUs: perCall(after.clients - before.clients),
+      otherShare,
+    };
   } finally {
     await server.stop();
   }
@@ -159,8 +208,36 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-const table: string[] = [];
-process.stderr.write(`M3 with ${python}, ${runs} runs of ${seconds} s per figure\n`);
+interface Summary {
+  callsPerSecond: number;
+  medianUs: number;
+  serverCpuUs: number;
+  clientCpuUs: number;
+  /** CORES × 1e6 / clientCpuUs: what a server costing nothing would allow. */
+  ceiling: number;
+  /** Median over the runs; null without /proc/stat. */
+  otherShare: number | null;
+  runs: RunResult[];
+}
+
+function summary(rs: RunResult[]): Summary {
+  const clientCpuUs = median(rs.map((f) => f.clientCpuUs));
+  const shares = rs.map((f) => f.otherShare).filter((x): x is number => x !== null);
+  return {
+    callsPerSecond: median(rs.map((f) => f.callsPerSecond)),
+    medianUs: median(rs.map((f) => f.medianUs)),
+    serverCpuUs: median(rs.map((f) => f.serverCpuUs)),
+    clientCpuUs,
+    ceiling: (CORES * 1e6) / clientCpuUs,
+    otherShare: shares.length > 0 ? median(shares) : null,
+    runs: rs,
+  };
+}
+
+const started = new Date();
+const machine = describeMachine(ROOT, python);
+const rows: Array<{ clients: number; node: Summary; cpython: Summary }> = [];
+process.stderr.write(`M3 with ${python}, ${runs} runs of ${seconds} s per figure (after ${warmup} s of warm-up), ${CORES} cores\n`);
 for (const clients of clientCounts) {
   const figures: Record<Kind, RunResult[]> = { node: [], cpython: [] };
   for (let run = 0; run < runs; run++) {
@@ -170,22 +247,49 @@ for (const clients of clientCounts) {
       process.stderr.write('.');
     }
   }
-  const summary = (rs: RunResult[]): { cps: number; us: number; cpu: number } => ({
-    cps: median(rs.map((f) => f.callsPerSecond)),
-    us: median(rs.map((f) => f.medianUs)),
-    cpu: median(rs.map((f) => f.serverCpuUs)),
-  });
-  const node = summary(figures.node);
-  const cpy = summary(figures.cpython);
-  table.push(
-    `| ${clients} | ${Math.round(node.cps)} | ${Math.round(cpy.cps)} | ${(node.cps / cpy.cps).toFixed(2)}× | ` +
-      `${node.us} | ${cpy.us} | ${(cpy.us / node.us).toFixed(2)}× | ${node.cpu.toFixed(0)} | ${cpy.cpu.toFixed(0)} |`,
-  );
+  rows.push({ clients, node: summary(figures.node), cpython: summary(figures.cpython) });
 }
 process.stderr.write('\n');
+
+const pct = (x: number | null): string => (x === null ? '?' : `${Math.round(x * 100)}%`);
 console.log('M3: manager calls (SyncManager dict, d[k] = i / d.get(k)), CPython clients over TCP loopback');
 console.log(
-  '| clients | Node calls/s | CPython calls/s | calls/s Node/CPython | Node median µs | CPython median µs | latency CPython/Node | Node server CPU µs/call | CPython server CPU µs/call |',
+  '| clients | Node calls/s | CPython calls/s | calls/s Node/CPython | Node median µs | CPython median µs | latency CPython/Node | ' +
+    'Node server CPU µs/call | CPython server CPU µs/call | client CPU µs/call (Node run / CPython run) | ' +
+    'ceiling calls/s (Node run / CPython run) | Node / its ceiling | 2× CPython / ceiling | other load |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
-for (const row of table) console.log(row);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const { clients, node, cpython: cpy } of rows) {
+  console.log(
+    `| ${clients} | ${Math.round(node.callsPerSecond)} | ${Math.round(cpy.callsPerSecond)} | ${(node.callsPerSecond / cpy.callsPerSecond).toFixed(2)}× | ` +
+      `${node.medianUs} | ${cpy.medianUs} | ${(cpy.medianUs / node.medianUs).toFixed(2)}× | ${node.serverCpuUs.toFixed(0)} | ${cpy.serverCpuUs.toFixed(0)} | ` +
+      `${node.clientCpuUs.toFixed(0)} / ${cpy.clientCpuUs.toFixed(0)} | ${Math.round(node.ceiling)} / ${Math.round(cpy.ceiling)} | ` +
+      `${pct(node.callsPerSecond / node.ceiling)} | ${pct((2 * cpy.callsPerSecond) / node.ceiling)} | ${pct(node.otherShare)} / ${pct(cpy.otherShare)} |`,
+  );
+}
+console.log(
+  `Ceiling: ${CORES} cores × 1e6 / the clients' own CPU µs per call, the calls/s no server could exceed on this machine; ` +
+    '"2× CPython / ceiling" above 100% means the 2× goal is out of reach here. Other load: the CPU share other processes took meanwhile.',
+);
+
+const json = {
+  schema: 1,
+  figure: 'M3',
+  date: started.toISOString(),
+  options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN },
+  machine: { ...machine, loadavgEnd: os.loadavg() },
+  rows: rows.map(({ clients, node, cpython }) => ({
+    clients,
+    node,
+    cpython,
+    ratios: {
+      callsPerSecond: node.callsPerSecond / cpython.callsPerSecond,
+      latency: cpython.medianUs / node.medianUs,
+      nodeOfCeiling: node.callsPerSecond / node.ceiling,
+      twiceCpythonOfCeiling: (2 * cpython.callsPerSecond) / node.ceiling,
+    },
+  })),
+};
+mkdirSync(path.dirname(outFile), { recursive: true });
+writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');
+process.stderr.write(`results written to ${path.relative(process.cwd(), outFile)}\n`);

@@ -4,7 +4,7 @@
  */
 import type { Family } from '../listener/index.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { abortSignal, authkeyBytes, describe, timeoutMs } from '../core/validate.js';
+import { abortSignal, authkeyBytes, checkOptionNames, describe, timeoutMs } from '../core/validate.js';
 import { Kwargs } from './protocol.js';
 
 /**
@@ -56,6 +56,9 @@ export interface CheckedClientOptions {
   readonly maxConnections: number;
 }
 
+/** The names {@link ManagerClientOptions} has: any other is a typo, refused rather than ignored. */
+const CLIENT_OPTION_NAMES = ['authkey', 'timeout', 'signal', 'family', 'tls', 'maxConnections'] as const;
+
 const DEFAULT_MAX_CONNECTIONS = 16;
 /** CPython's CONNECTION_TIMEOUT, as `Client()` uses it. */
 export const DEFAULT_TIMEOUT = 20_000;
@@ -67,6 +70,7 @@ export function checkClientOptions(address: unknown, options: unknown): CheckedC
       'ManagerClient.connect(address, options) needs options with the manager\'s authkey ({ authkey: null } for none)',
     );
   }
+  checkOptionNames(options, CLIENT_OPTION_NAMES, 'ManagerClient.connect() options');
   const opts = options as Partial<ManagerClientOptions>;
   if (!('authkey' in opts) || opts.authkey === undefined) {
     throw new TypeError(

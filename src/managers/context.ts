@@ -5,6 +5,18 @@
  * caller has gone (its signal aborts), so a blocked `get()` whose caller left
  * takes no item. Outside any call (the Node program using an object itself)
  * there is no context: the caller is the local program and never goes away.
+ *
+ * Two ways to be "inside a call", because they cost very differently: the
+ * synchronous part of a method sees the call through a plain variable, set
+ * for as long as the method runs; what the method does after an `await` sees
+ * it through an `AsyncLocalStorage`, which on Node 20 installs promise hooks
+ * that tax every promise of the process from the first call on. The
+ * SyncManager classes read the caller only in their synchronous part (they
+ * capture it there when they need it later), so the server runs their calls
+ * with the variable alone (`runInCall`); every other object gets both
+ * (`runInTrackedCall`), and may read `currentCall()` anywhere in its method.
+ * (A class extending a SyncManager class is one of them: its methods read
+ * `currentCall()` before their first `await`.)
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 
@@ -33,7 +45,11 @@ export interface CallContext {
   readonly signal: AbortSignal;
 }
 
-const storage = new AsyncLocalStorage<CallContext>();
+/** The call whose method is running synchronously right now. */
+let current: CallContext | undefined;
+
+/** The call a tracked method's continuations belong to (created on first use: it turns the promise hooks on). */
+let storage: AsyncLocalStorage<CallContext> | undefined;
 
 /** The owner that stands for the Node program itself, outside any served call. */
 export const LOCAL_OWNER: object = Object.freeze({ name: 'local' });
@@ -41,7 +57,8 @@ export const LOCAL_OWNER: object = Object.freeze({ name: 'local' });
 /**
  * The call a `ManagerServer` is serving, or `undefined` outside one: which
  * client connection called (`owner`, as a Python server thread owns a lock)
- * and a `signal` that aborts when that connection closes.
+ * and a `signal` that aborts when that connection closes. Valid anywhere in
+ * the method of an object you registered, before and after its `await`s.
  *
  * @example
  * ```ts
@@ -51,10 +68,26 @@ export const LOCAL_OWNER: object = Object.freeze({ name: 'local' });
  * ```
  */
 export function currentCall(): CallContext | undefined {
-  return storage.getStore();
+  return current ?? storage?.getStore();
 }
 
-/** Runs `fn` as (part of) the call `context`. */
+/**
+ * Runs `fn` as the call `context`, for `fn`'s synchronous part only: after
+ * an `await`, `currentCall()` no longer names it. For the SyncManager
+ * classes, which read the caller before they first await.
+ */
 export function runInCall<T>(context: CallContext, fn: () => T): T {
-  return storage.run(context, fn);
+  const outer = current;
+  current = context;
+  try {
+    return fn();
+  } finally {
+    current = outer;
+  }
+}
+
+/** Runs `fn` as the call `context`, and what it goes on to do after an `await` too. */
+export function runInTrackedCall<T>(context: CallContext, fn: () => T): T {
+  storage ??= new AsyncLocalStorage<CallContext>();
+  return storage.run(context, runInCall, context, fn);
 }

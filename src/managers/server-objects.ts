@@ -19,6 +19,11 @@ export interface HeldObject {
   readonly methodToTypeid: ReadonlyMap<string, string> | null;
   /** Whether the object wants lossless values (tuples as `Tuple`, floats kept): the SyncManager classes. */
   readonly lossless: boolean;
+  /**
+   * Whether its methods may read `currentCall()` after an `await` (every
+   * object but the SyncManager classes, which read it before their first).
+   */
+  readonly tracked: boolean;
 }
 
 /** A failure CPython reports as a Python exception in its traceback text (`KeyError: '1f'`). */

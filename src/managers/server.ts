@@ -9,13 +9,14 @@
  */
 import type { TlsOptions } from 'node:tls';
 import { untilAborted } from '../core/cancel.js';
+import { checkOptionNames } from '../core/validate.js';
 import { Listener } from '../listener/index.js';
 import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
 import { PyObject, Tuple } from '../serializers/index.js';
 import { DEFAULT_MAX_DEPTH } from '../serializers/depth.js';
 import { PickleDecoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
-import { runInCall } from './context.js';
+import { runInCall, runInTrackedCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
 import type { Request } from './protocol.js';
@@ -85,6 +86,11 @@ export interface ManagerServerOptions {
   /** The address family; default from the address (as `Listener.listen`). */
   family?: Family;
 }
+
+/** The names {@link ManagerServerOptions} has: any other is a typo, refused rather than ignored. */
+const SERVER_OPTION_NAMES = ['authkey', 'registry', 'sync', 'backlog', 'authTimeout', 'tls', 'family'] as const;
+/** The names {@link RegisterOptions} has. */
+const REGISTER_OPTION_NAMES = ['exposed', 'methodToTypeid'] as const;
 
 interface Registration {
   readonly callable: ManagerCallable;
@@ -189,6 +195,7 @@ export class ManagerServer implements AsyncDisposable {
     if (options === null || typeof options !== 'object') {
       throw new TypeError('ManagerServer.listen() needs options with an authkey (null only to serve without authentication)');
     }
+    checkOptionNames(options, SERVER_OPTION_NAMES, 'ManagerServer.listen() options');
     if (options.authkey === undefined) {
       throw new TypeError(
         'ManagerServer.listen(): authkey is required (Python clients always authenticate; pass null explicitly to serve Node clients without one)',
@@ -250,6 +257,7 @@ export class ManagerServer implements AsyncDisposable {
    * ```
    */
   register(typeid: string, callable: ManagerCallable, options: RegisterOptions = {}): void {
+    if (options !== null && typeof options === 'object') checkOptionNames(options, REGISTER_OPTION_NAMES, 'register() options');
     this.#register(typeid, callable, options, false);
   }
 
@@ -366,10 +374,11 @@ export class ManagerServer implements AsyncDisposable {
    */
   async #serveCalls(caller: Caller): Promise<void> {
     const conn = caller.conn;
+    // As read(), in one step: the end of the connection cancels the call running.
     const readNext = (): Promise<Read> =>
-      read(conn).then((r) => {
-        if (r.kind === 'end') caller.gone();
-        return r;
+      conn.recvBytes().then(asMessage, (): Read => {
+        caller.gone();
+        return END;
       });
     let next = readNext();
     let served = 0;
@@ -377,8 +386,8 @@ export class ManagerServer implements AsyncDisposable {
       const got = await next;
       if (got.kind === 'end' || this.#closing !== null) return;
       next = readNext();
-      const reply = await this.#call(caller, got.bytes);
-      if (!(await send(conn, reply))) return;
+      const reply = this.#call(caller, got.bytes);
+      if (!(await send(conn, reply instanceof Tuple ? reply : await reply))) return;
       // A client that pipelines calls keeps this loop in the microtask queue
       // (every message already buffered, every call synchronous): a turn of
       // the event loop now and then lets the other connections be served.
@@ -483,7 +492,9 @@ export class ManagerServer implements AsyncDisposable {
       if (lock !== undefined) kwds = new Kwargs({ ...kwds, lock });
     }
     const callArgs = kwds === null ? args : [...args, kwds];
-    let obj: unknown = runInCall(caller.context, () => registration.callable(...callArgs));
+    // The SyncManager typeids' callables are those classes' constructors, which read the caller synchronously if at all.
+    const run = registration.lossless ? runInCall : runInTrackedCall;
+    let obj: unknown = run(caller.context, () => registration.callable(...callArgs));
     if (isPromise(obj)) obj = await untilAborted(obj, caller.context.signal);
     return this.#hold(typeid, obj, registration);
   }
@@ -500,43 +511,61 @@ export class ManagerServer implements AsyncDisposable {
       exposedSet: new Set(exposed),
       methodToTypeid,
       lossless: (registration?.lossless ?? false) || isSyncObject(obj),
+      tracked: !isSyncObject(obj),
     };
     return [this.#table.hold(held), exposed];
   }
 
-  /** One method call (CPython's `serve_client` loop body): the reply to send. */
-  async #call(caller: Caller, bytes: Buffer): Promise<Tuple> {
-    const wantsLossless = (ident: string | null): boolean => ident !== null && this.#table.lookup(ident)?.lossless === true;
+  /**
+   * One method call (CPython's `serve_client` loop body): the reply to send,
+   * or a promise of it when the method returned a promise. A synchronous
+   * method's reply is made without a promise.
+   */
+  #call(caller: Caller, bytes: Buffer): Tuple | Promise<Tuple> {
     const peeked = peekIdent(bytes);
-    const request = this.#decode(bytes, (r) => wantsLossless(r.id), peeked === undefined ? undefined : wantsLossless(peeked));
+    const request = this.#decode(bytes, this.#wantsLossless, peeked === undefined ? undefined : this.#identWantsLossless(peeked));
     if (request instanceof Error) return tracebackReply(request);
     const { id, method } = request;
     try {
       const held = id === null ? undefined : this.#table.lookup(id);
       if (held === undefined) throw new ServerFault('KeyError', id === null ? 'None' : pyRepr(id));
       const fn = held.exposedSet.has(method) ? methodOf(held.obj, method) : undefined;
-      if (fn === undefined) return encodeReply('#RETURN', await this.#fallback(caller.context, id!, held, method));
+      if (fn === undefined) {
+        return this.#fallback(caller.context, id!, held, method).then((result) => encodeReply('#RETURN', result), tracebackReply);
+      }
       const kwds = kwargsOf(request.kwds);
-      const args = kwds === null ? [...request.args] : [...request.args, kwds];
+      // The decoded args array is the request's own: handed over as it is.
+      const args = kwds === null ? request.args : [...request.args, kwds];
       let result: unknown;
       try {
-        result = runInCall(caller.context, () => fn.apply(held.obj, args));
-        if (isPromise(result)) result = await untilAborted(result, caller.context.signal);
+        result = (held.tracked ? runInTrackedCall : runInCall)(caller.context, () => fn.apply(held.obj, args));
       } catch (err) {
-        if (err instanceof PyObject) return encodeReply('#ERROR', err);
-        return tracebackReply(err);
+        return raisedReply(err);
       }
-      const typeid = held.methodToTypeid?.get(method);
-      if (typeid !== undefined) {
-        // The result itself is held under the typeid (its exposed names and
-        // methodToTypeid apply); the typeid's callable is for `create` only.
-        // (CPython calls the callable with the result, which is why its
-        // SyncManager registers such typeids with callable=None.)
-        const [ident, exposed] = this.#hold(typeid, result, this.#registry.get(typeid));
-        const token = new Token(typeid, this.address, ident);
-        return encodeReply('#PROXY', new Tuple(Tuple.from(exposed), tokenToPickle(token)));
+      if (isPromise(result)) {
+        return untilAborted(result, caller.context.signal).then((value) => this.#resultReply(held, method, value), raisedReply);
       }
-      return encodeReply('#RETURN', result);
+      return this.#resultReply(held, method, result);
+    } catch (err) {
+      return tracebackReply(err);
+    }
+  }
+
+  readonly #identWantsLossless = (ident: string | null): boolean => ident !== null && this.#table.lookup(ident)?.lossless === true;
+  readonly #wantsLossless = (request: Request): boolean => this.#identWantsLossless(request.id);
+
+  /** The reply to a method's result: `#RETURN`, or `#PROXY` when `methodToTypeid` holds the result. */
+  #resultReply(held: HeldObject, method: string, result: unknown): Tuple {
+    const typeid = held.methodToTypeid?.get(method);
+    if (typeid === undefined) return encodeReply('#RETURN', result);
+    try {
+      // The result itself is held under the typeid (its exposed names and
+      // methodToTypeid apply); the typeid's callable is for `create` only.
+      // (CPython calls the callable with the result, which is why its
+      // SyncManager registers such typeids with callable=None.)
+      const [ident, exposed] = this.#hold(typeid, result, this.#registry.get(typeid));
+      const token = new Token(typeid, this.address, ident);
+      return encodeReply('#PROXY', new Tuple(Tuple.from(exposed), tokenToPickle(token)));
     } catch (err) {
       return tracebackReply(err);
     }
@@ -559,7 +588,7 @@ export class ManagerServer implements AsyncDisposable {
     }
     const own = methodOf(held.obj, method === '#GETVALUE' ? '__getvalue__' : method);
     if (own !== undefined) {
-      let result: unknown = runInCall(context, () => own.call(held.obj));
+      let result: unknown = (held.tracked ? runInTrackedCall : runInCall)(context, () => own.call(held.obj));
       if (isPromise(result)) result = await untilAborted(result, context.signal);
       return result;
     }
@@ -569,14 +598,14 @@ export class ManagerServer implements AsyncDisposable {
 
   async #strOf(context: CallContext, ident: string, obj: unknown): Promise<string> {
     const str = methodOf(obj, '__str__');
-    if (str !== undefined) return String(await runInCall(context, () => str.call(obj)));
+    if (str !== undefined) return String(await runnerFor(obj)(context, () => str.call(obj)));
     const text = ownToString(obj);
     return text ?? this.#reprOf(context, ident, obj);
   }
 
   async #reprOf(context: CallContext, ident: string, obj: unknown): Promise<string> {
     const repr = methodOf(obj, '__repr__');
-    if (repr !== undefined) return String(await runInCall(context, () => repr.call(obj)));
+    if (repr !== undefined) return String(await runnerFor(obj)(context, () => repr.call(obj)));
     if (obj === null || (typeof obj !== 'object' && typeof obj !== 'function')) return String(obj);
     return ownToString(obj) ?? `<${typeName(obj)} object at 0x${ident}>`;
   }
@@ -633,11 +662,14 @@ export function peekIdent(bytes: Uint8Array): string | null | undefined {
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
 }
 
+const END: Read = { kind: 'end' };
+const asMessage = (bytes: Buffer): Read => ({ kind: 'message', bytes });
+
 function read(conn: Connection): Promise<Read> {
   return conn.recvBytes().then(
-    (bytes): Read => ({ kind: 'message', bytes }),
+    asMessage,
     // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
-    (): Read => ({ kind: 'end' }),
+    (): Read => END,
   );
 }
 
@@ -664,6 +696,16 @@ function boundedClose(conn: Connection): Promise<void> {
 
 function tracebackReply(err: unknown): Tuple {
   return encodeReply('#TRACEBACK', tracebackText(err));
+}
+
+/** The reply to what a method threw: a `PyObject` is the exception the client raises (`#ERROR`), anything else a traceback. */
+function raisedReply(err: unknown): Tuple {
+  return err instanceof PyObject ? encodeReply('#ERROR', err) : tracebackReply(err);
+}
+
+/** How a call on `obj` is run: the SyncManager classes read the caller synchronously, any other object may read it later. */
+function runnerFor(obj: unknown): typeof runInCall {
+  return isSyncObject(obj) ? runInCall : runInTrackedCall;
 }
 
 /**

@@ -15,7 +15,7 @@
  * owner and a `Semaphore` no holders, so what a departed client took of them
  * stays taken, as in Python.
  */
-import { LOCAL_OWNER } from '../context.js';
+import { currentCall, LOCAL_OWNER, runInCall } from '../context.js';
 import { raise } from './errors.js';
 import { objectAddress } from './address.js';
 import { asInt, bind, toSeconds, truthy, typeName } from './values.js';
@@ -334,6 +334,8 @@ export class SharedCondition {
     const seconds = toSeconds(timeout, 'wait');
     if (!this.#lock._is_owned()) throw raise.RuntimeError('cannot wait on un-acquired lock');
     const { signal } = caller();
+    // The caller is known only until the first await: the re-acquire below runs as it again.
+    const call = currentCall();
     const saved = this.#lock._release_save();
     let notified: boolean;
     try {
@@ -341,7 +343,10 @@ export class SharedCondition {
       notified = seconds !== null && seconds <= 0 ? false : await this.#waiters.wait(undefined, seconds, signal, false);
     } finally {
       // A caller that has gone does not take the lock back (the re-acquire sees its aborted signal).
-      if (signal?.aborted !== true) await this.#lock._acquire_restore(saved);
+      if (signal?.aborted !== true) {
+        const restore = (): Promise<boolean> => this.#lock._acquire_restore(saved);
+        await (call === undefined ? restore() : runInCall(call, restore));
+      }
     }
     return notified;
   }

@@ -11,7 +11,11 @@ import { Queue } from '../../core/queue.js';
 /** setTimeout's longest delay; longer timeouts re-arm. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
-/** Who is calling: the client connection being served, or the Node program itself. */
+/**
+ * Who is calling: the client connection being served, or the Node program
+ * itself. Read it before the method's first `await` (the server runs these
+ * classes' methods with the caller known for their synchronous part only).
+ */
 export function caller(): { owner: object; signal: AbortSignal | undefined } {
   const call = currentCall();
   return call === undefined ? { owner: LOCAL_OWNER, signal: undefined } : { owner: call.owner, signal: call.signal };
