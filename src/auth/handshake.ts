@@ -16,6 +16,11 @@ export const HANDSHAKE_MESSAGES = 3;
  * (as CPython's `Listener.accept`). Resolves when the peer is authenticated. On failure the
  * connection is closed and the error is an `AuthenticationError` or, for a
  * reply that broke the framing limits, a `ProtocolError`.
+ *
+ * It runs on a Connection, for a Listener whose accept event has a
+ * diagnostics subscriber (who is given the Connection before the
+ * handshake); otherwise `SocketHandshake` runs the same bytes on the bare
+ * socket, and the Connection is made after.
  */
 export async function authenticatePeer(conn: Connection, authkey: Uint8Array, timeout: number): Promise<void> {
   conn[limitFrames](HANDSHAKE_MESSAGES, MAX_HANDSHAKE_MESSAGE);
@@ -46,6 +51,8 @@ export function listenerFailure(err: unknown, timeout: number): AuthenticationEr
  * The handshake a Client runs after connecting: answer, then deliver. Bounded
  * by `timeout`, so a listener that has no authkey (and so never sends a
  * challenge) makes it fail instead of waiting forever (CPython gh-123736).
+ * On a Connection only when the connect event has a diagnostics subscriber,
+ * as `authenticatePeer`.
  */
 export async function authenticateToListener(
   conn: Connection,
