@@ -4,9 +4,8 @@ import { AuthenticationError } from '../core/errors.js';
 import { authkeyBytes, describe } from '../core/validate.js';
 
 const CHALLENGE = Buffer.from('#CHALLENGE#');
-const WELCOME = Buffer.from('#WELCOME#');
-const FAILURE = Buffer.from('#FAILURE#');
-/** Handshake messages are read with this cap, as CPython does. */
+export const WELCOME = Buffer.from('#WELCOME#');
+export const FAILURE = Buffer.from('#FAILURE#');
 /** The cap on every message either side of the handshake reads (CPython's). */
 export const MAX_HANDSHAKE_MESSAGE = 256;
 const NONCE_LENGTH = 40;
@@ -147,7 +146,7 @@ const noncePool = Buffer.allocUnsafe(NONCE_LENGTH * 100);
 let noncePoolUsed = noncePool.length;
 
 /** A fresh challenge: the message the reply must be the HMAC of, and the frame payload to send. */
-function newChallenge(digest: string): { message: Buffer; frame: Buffer } {
+export function newChallenge(digest: string): { message: Buffer; frame: Buffer } {
   if (noncePoolUsed + NONCE_LENGTH > noncePool.length) {
     randomFillSync(noncePool);
     noncePoolUsed = 0;
@@ -177,7 +176,7 @@ async function judgeReply(conn: Connection, key: Uint8Array, message: Buffer, re
  * legacy 16-byte reply is HMAC-MD5). Since the MAC covers the `{digest}`
  * prefix we sent, a peer cannot downgrade without knowing the key.
  */
-function verify(key: Uint8Array, message: Buffer, reply: Buffer): void {
+export function verify(key: Uint8Array, message: Buffer, reply: Buffer): void {
   const [name, mac] = digestAndPayload(reply);
   const digest = name === '' ? 'md5' : name;
   const expected = hmac(digest, key, message);
@@ -192,7 +191,7 @@ function verify(key: Uint8Array, message: Buffer, reply: Buffer): void {
 }
 
 /** Our reply to a received `#CHALLENGE#` message: HMAC of the whole challenge, `{digest}` prefix included. */
-function replyTo(key: Uint8Array, received: Buffer): Buffer {
+export function replyTo(key: Uint8Array, received: Buffer): Buffer {
   if (!received.subarray(0, CHALLENGE.length).equals(CHALLENGE)) {
     throw new AuthenticationError(`protocol error: expected a challenge, got ${preview(received)}`, {
       reason: 'no-challenge',
@@ -207,7 +206,11 @@ function replyTo(key: Uint8Array, received: Buffer): Buffer {
 }
 
 async function expectWelcome(conn: Connection): Promise<void> {
-  const verdict = await conn.recvBytes(MAX_HANDSHAKE_MESSAGE);
+  checkVerdict(await conn.recvBytes(MAX_HANDSHAKE_MESSAGE));
+}
+
+/** Throws unless the peer's verdict on our reply is `#WELCOME#`. */
+export function checkVerdict(verdict: Buffer): void {
   if (!verdict.equals(WELCOME)) {
     throw new AuthenticationError('digest sent was rejected: the peer has a different authkey', { reason: 'rejected' });
   }

@@ -1,9 +1,10 @@
-import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { authenticateToListener } from '../auth/handshake.js';
 import { ownAuthkey } from '../auth/challenge.js';
+import { SocketHandshake } from '../auth/socket-handshake.js';
 import { armCancel } from '../core/cancel.js';
+import { timeoutError } from '../core/errors.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
 import { cancelOptions, checkOptionNames, ConnectionSettings, describe, noteUndefinedAuthkey, options as optionsOf } from '../core/validate.js';
@@ -69,6 +70,19 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   if (family === 'AF_INET') inetParts(address);
   if (signal?.aborted) throw signal.reason;
 
+  if (authkey !== null && !channels.clientConnect.hasSubscribers) {
+    // The handshake runs on the bare socket, under the connect's timer and
+    // signal, and the Connection is made once it is done. (A subscriber to
+    // the connect event is given the Connection before the handshake: then
+    // it runs on the Connection, below.)
+    const handshake = await connectSocket<SocketHandshake>(address, family, opts.tls, timeout, signal, (socket, started, resolve, reject) =>
+      authenticate(socket, authkey, address, timeout, started, signal, settings.maxMessageSize, resolve, reject),
+    );
+    const conn = handshake.connection(settings);
+    publish(channels.handshakeOk, () => ({ side: 'client', connection: conn, peer: address }));
+    return conn;
+  }
+
   const started = Date.now();
   const socket = await connectSocket(address, family, opts.tls, timeout, signal);
   const conn = new Connection(socket, settings);
@@ -89,6 +103,38 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   return conn;
 }
 
+/** The handshake on a socket that just connected to `address`, settling the connect with it. */
+function authenticate(
+  socket: net.Socket,
+  authkey: Uint8Array,
+  address: Address,
+  timeout: number,
+  started: number,
+  signal: AbortSignal | undefined,
+  maxMessageSize: number,
+  resolve: (handshake: SocketHandshake) => void,
+  reject: (err: unknown) => void,
+): (reason: unknown) => void {
+  const family = addressType(address);
+  if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
+  const handshake = SocketHandshake.client(
+    socket,
+    authkey,
+    { pipeline: family !== 'AF_INET', maxMessageSize, reportedTimeout: timeout, signal },
+    () => {
+      if (debugging()) debug('client: handshake with %s ok', showAddress(address));
+      resolve(handshake);
+    },
+    (err) => {
+      if (debugging()) debug('client: handshake with %s failed: %s', showAddress(address), (err as Error)?.message);
+      publish(channels.handshakeError, () => ({ side: 'client', error: err, peer: address }));
+      reject(err);
+    },
+  );
+  const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (Date.now() - started));
+  return (reason) => handshake.cancel(signal?.aborted && reason === signal.reason ? reason : timeoutError('authentication handshake', left));
+}
+
 /**
  * Python-compatible alias of {@link Client}.
  *
@@ -103,19 +149,50 @@ export const connect = Client;
 const BUSY_RETRY_FIRST = 5;
 const BUSY_RETRY_MAX = 100;
 
+/**
+ * What runs on the socket once connected, under the same timer and signal
+ * (`started`: when the connect began): it settles the connect with
+ * `resolve`/`reject` and returns how to cancel it.
+ */
+type AfterConnect<T> = (
+  socket: net.Socket,
+  started: number,
+  resolve: (value: T) => void,
+  reject: (err: unknown) => void,
+) => (reason: unknown) => void;
+
 function connectSocket(
   address: Address,
   family: Family,
   secure: tls.ConnectionOptions | undefined,
   timeout: number,
   signal: AbortSignal | undefined,
-): Promise<net.Socket> {
-  return new Promise<net.Socket>((resolve, reject) => {
+): Promise<net.Socket>;
+function connectSocket<T>(
+  address: Address,
+  family: Family,
+  secure: tls.ConnectionOptions | undefined,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  after: AfterConnect<T>,
+): Promise<T>;
+function connectSocket<T>(
+  address: Address,
+  family: Family,
+  secure: tls.ConnectionOptions | undefined,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  after?: AfterConnect<T>,
+): Promise<T | net.Socket> {
+  const started = Date.now();
+  return new Promise<T | net.Socket>((resolve, reject) => {
     let socket: net.Socket | null = null;
     let retry: NodeJS.Timeout | undefined;
     let delay = BUSY_RETRY_FIRST;
     let settled = false;
+    let cancelAfter: ((reason: unknown) => void) | null = null;
     const disarm = armCancel(signal, timeout, 'connect', (reason) => {
+      if (cancelAfter !== null) return cancelAfter(reason);
       settled = true;
       clearTimeout(retry);
       socket?.destroy();
@@ -124,30 +201,47 @@ function connectSocket(
     const attempt = (): void => {
       const [s, ready] = openSocket(address, family, secure);
       socket = s;
-      once(s, ready).then(
-        () => {
-          if (settled) return;
+      const onReady = (): void => {
+        s.off('error', onError);
+        if (settled) return;
+        if (after === undefined) {
           settled = true;
           disarm();
           resolve(s);
-        },
-        (err: NodeJS.ErrnoException) => {
-          s.destroy();
-          if (settled) return;
-          // A Unix socket whose accept queue is full refuses a non-blocking
-          // connect at once (EAGAIN), where Python's blocking connect() waits
-          // for room. A Python Listener's backlog is 1, so a burst of clients
-          // meets this routinely: wait and try again, until timeout or abort.
-          if (err.code === 'EAGAIN' && family === 'AF_UNIX') {
-            retry = setTimeout(attempt, delay);
-            delay = Math.min(delay * 2, BUSY_RETRY_MAX);
-            return;
-          }
-          settled = true;
-          disarm();
-          reject(err);
-        },
-      );
+          return;
+        }
+        cancelAfter = after(
+          s,
+          started,
+          (value) => {
+            disarm();
+            resolve(value);
+          },
+          (err) => {
+            disarm();
+            reject(err);
+          },
+        );
+      };
+      const onError = (err: NodeJS.ErrnoException): void => {
+        s.off(ready, onReady);
+        s.destroy();
+        if (settled) return;
+        // A Unix socket whose accept queue is full refuses a non-blocking
+        // connect at once (EAGAIN), where Python's blocking connect() waits
+        // for room. A Python Listener's backlog is 1, so a burst of clients
+        // meets this routinely: wait and try again, until timeout or abort.
+        if (err.code === 'EAGAIN' && family === 'AF_UNIX') {
+          retry = setTimeout(attempt, delay);
+          delay = Math.min(delay * 2, BUSY_RETRY_MAX);
+          return;
+        }
+        settled = true;
+        disarm();
+        reject(err);
+      };
+      s.once(ready, onReady);
+      s.once('error', onError);
     };
     attempt();
   });

@@ -6,6 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { authenticatePeer } from '../auth/handshake.js';
 import { ownAuthkey } from '../auth/challenge.js';
+import { SocketHandshake } from '../auth/socket-handshake.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { bufferedMessages } from '../connection/connection.js';
 import { AuthenticationError, ConnectionStateError, MpconnError, ProtocolError } from '../core/errors.js';
@@ -157,7 +158,8 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   readonly #connectionSettings: ConnectionSettings;
   readonly #arrivals = new Queue<Arrival>();
   readonly #acceptors = new WaitQueue<Waiter<Connection>>('accept');
-  readonly #handshaking = new Map<Connection, Address>();
+  /** Peers in their handshake: on the bare socket, or on a Connection when the accept event has subscribers. */
+  readonly #handshaking = new Map<Connection | SocketHandshake, Address>();
   readonly #maxPending: number;
   readonly #ready = new Notifier();
   #lastAccepted: Address | null = null;
@@ -372,6 +374,10 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
     const peer = peerOf(socket, this.#family);
     this.#makeRoom();
+    if (this.#authkey !== null && !channels.listenerAccept.hasSubscribers) {
+      this.#authenticate(socket, this.#authkey, peer);
+      return;
+    }
     const conn = new Connection(socket, this.#connectionSettings);
     if (debugging()) debug('listener %s: accepted a connection from %s', showAddress(this.#address), showAddress(peer));
     publish(channels.listenerAccept, () => ({ listener: this, connection: conn, peer }));
@@ -392,6 +398,34 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
         if (wasPending) this.#reportHandshakeError(err, peer);
       },
     );
+  }
+
+  /**
+   * The handshake on the bare socket; the Connection is made once the peer
+   * is authenticated. (A subscriber to the accept event is given the
+   * Connection before the handshake: then it runs on the Connection.)
+   */
+  #authenticate(socket: net.Socket, authkey: Uint8Array, peer: Address): void {
+    if (debugging()) debug('listener %s: accepted a connection from %s', showAddress(this.#address), showAddress(peer));
+    const handshake = SocketHandshake.listener(
+      socket,
+      authkey,
+      { timeout: this.#authTimeout, maxMessageSize: this.#connectionSettings.maxMessageSize },
+      () => {
+        if (!this.#handshaking.delete(handshake)) {
+          socket.destroy(); // closed or dropped meanwhile
+          return;
+        }
+        const conn = handshake.connection(this.#connectionSettings);
+        if (debugging()) debug('listener %s: handshake with %s ok', showAddress(this.#address), showAddress(peer));
+        publish(channels.handshakeOk, () => ({ side: 'listener', connection: conn, peer }));
+        this.#arrive({ conn, peer }, socket);
+      },
+      (err) => {
+        if (this.#handshaking.delete(handshake)) this.#reportHandshakeError(err, peer);
+      },
+    );
+    this.#handshaking.set(handshake, peer);
   }
 
   #reportHandshakeError(err: AuthenticationError | ProtocolError, peer: Address | null): void {
@@ -426,7 +460,7 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   /** One more connection is coming: drop the oldest pending one if that would pass maxPending. */
   #makeRoom(): void {
     if (this.#handshaking.size + this.#arrivals.length < this.#maxPending) return;
-    let conn: Connection;
+    let conn: Connection | SocketHandshake;
     let peer: Address | null;
     const first = this.#handshaking.entries().next();
     if (!first.done) {
