@@ -106,8 +106,12 @@ describe('Receiver', () => {
       void writeRaw(raw, frames).catch(() => {});
       await until(() => near.isPaused(), 5000, 'the stream to pause');
       expect(receiver.buffered).to.be.greaterThan(0);
-      const reason = new Error('closing');
-      receiver.close(reason);
+      let made = 0;
+      receiver.close(() => {
+        made++;
+        return new Error('closing');
+      });
+      expect(made, 'no receive was waiting, so no error was made').to.equal(0);
       expect(receiver.state).to.equal(ReadState.Closed);
       expect(receiver.buffered).to.equal(0);
       expect(near.isPaused()).to.equal(false);
@@ -122,8 +126,18 @@ describe('Receiver', () => {
       await writeRaw(raw, frame(Buffer.from('three')));
       expect((await rejectionOf(tooLong)).code).to.equal('ERR_MESSAGE_TOO_LONG');
       expect(receiver.state).to.equal(ReadState.Unreadable);
-      receiver.close(new Error('closing'));
+      receiver.close(() => new Error('closing'));
       expect(receiver.state).to.equal(ReadState.Unreadable);
+    });
+
+    it('rejects every waiting receive with the one error close() makes', async () => {
+      const { receiver } = await fedReceiver();
+      const waiting = [0, 1].map(() => receiver.receive(ReceiveKind.Bytes, Infinity, null, 0, undefined, undefined));
+      let made = 0;
+      receiver.close(() => Object.assign(new Error('closing'), { serial: ++made }));
+      const errors = await Promise.all(waiting.map((w) => rejectionOf(w)));
+      expect(made).to.equal(1);
+      expect(errors.map((e) => (e as Error & { serial: number }).serial)).to.deep.equal([1, 1]);
     });
   });
 

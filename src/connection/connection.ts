@@ -464,7 +464,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         timer.unref();
       }
     });
-    this.#receiver.close(closedError());
+    this.#receiver.close(closedError);
     return this.#closing;
   }
 
@@ -482,14 +482,15 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   destroy(reason?: unknown): void {
-    const err = reason ?? destroyedError();
-    this.#writer.fail(err instanceof Error ? err : () => err as Error);
+    // The default error is made only if a send or receive is waiting for it.
+    const errorOf = reason === undefined || reason === null ? destroyedError : () => reason;
+    this.#writer.fail(reason instanceof Error ? reason : (errorOf as () => Error));
     if (this.#closing === null) {
       if (debugging()) debug('connection: destroyed%s', reason === undefined ? '' : `: ${String((reason as Error)?.message ?? reason)}`);
       publish(channels.connectionClose, () => ({ connection: this, reason: 'destroy', error: reason }));
       this.#closing = Promise.resolve();
       this.#writer.end();
-      this.#receiver.close(err);
+      this.#receiver.close(errorOf);
     }
     this.#stream.destroy();
   }

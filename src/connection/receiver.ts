@@ -150,8 +150,10 @@ export class Receiver {
    * messages are dropped, and what still arrives is read and dropped. An
    * Unreadable side stays Unreadable: that is what `readable` reports.
    */
-  close(err: unknown): void {
-    for (const r of this.#pending.drain()) this.#settleError(r, err);
+  close(errorOf: () => unknown): void {
+    // Made only when a receive is waiting: most connections close with none.
+    let err: unknown;
+    for (const r of this.#pending.drain()) this.#settleError(r, (err ??= errorOf()));
     this.#inbox.drain();
     this.#inboxCost = 0;
     if (this.#state !== ReadState.Unreadable) this.#state = ReadState.Closed;
