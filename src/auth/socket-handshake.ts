@@ -267,8 +267,8 @@ export class SocketHandshake {
     this.#socket.write(bytes);
   }
 
-  /** The peer is authenticated and `rest` (if any) is what it sent after: keep it for the Connection. */
-  #authenticated(rest: Buffer | null): void {
+  /** Ends the handshake either way: its timer, what it still had to say, its listeners. */
+  #settle(): net.Socket {
     this.#settled = true;
     this.#disarm?.();
     this.#flush();
@@ -276,6 +276,12 @@ export class SocketHandshake {
     socket.off('data', this.#onData);
     socket.off('end', this.#onEnd);
     socket.off('close', this.#onClose);
+    return socket;
+  }
+
+  /** The peer is authenticated and `rest` (if any) is what it sent after: keep it for the Connection. */
+  #authenticated(rest: Buffer | null): void {
+    const socket = this.#settle();
     // Paused until the Connection is listening, so that nothing is emitted to no one meanwhile.
     socket.pause();
     if (rest !== null && rest.length > 0) socket.unshift(rest);
@@ -285,13 +291,7 @@ export class SocketHandshake {
   /** Says what was queued (a `#FAILURE#`), closes the socket as `Connection.close()` does, then reports `err`. */
   #fail(err: unknown): void {
     if (this.#settled) return;
-    this.#settled = true;
-    this.#disarm?.();
-    this.#flush();
-    const socket = this.#socket;
-    socket.off('data', this.#onData);
-    socket.off('end', this.#onEnd);
-    socket.off('close', this.#onClose);
+    const socket = this.#settle();
     const failure =
       this.#side === Side.Listener
         ? listenerFailure(err, this.#authTimeout)
