@@ -89,40 +89,5 @@ export { parentConnection, spawn } from './process/index.js';
 export type { SpawnCommand, SpawnOptions, Spawned } from './process/index.js';
 export { RemoteError } from './core/errors.js';
 export type { RemoteErrorKind } from './core/errors.js';
-export { Kwargs, kwargs, Token, currentCall } from './managers/index.js';
-export type { CallContext } from './managers/index.js';
-export { ManagerClient, Proxy } from './managers/index.js';
-export type {
-  AcquirerProxy,
-  AnyProxy,
-  ArrayProxy,
-  BarrierProxy,
-  ConditionProxy,
-  DictProxy,
-  EventProxy,
-  ListProxy,
-  ManagerClientOptions,
-  NamespaceProxy,
-  ProxyMethod,
-  QueueProxy,
-  ValueProxy,
-} from './managers/index.js';
-export { ManagerServer } from './managers/index.js';
-export type { ManagerCallable, ManagerServerOptions, RegisterOptions } from './managers/index.js';
-export {
-  SharedArray,
-  SharedBarrier,
-  SharedBoundedSemaphore,
-  SharedCondition,
-  SharedDict,
-  SharedEvent,
-  SharedIterator,
-  SharedJoinableQueue,
-  SharedList,
-  SharedLock,
-  SharedNamespace,
-  SharedQueue,
-  SharedRLock,
-  SharedSemaphore,
-  SharedValue,
-} from './managers/index.js';
+// Managers, both roles, and the SyncManager classes a Node program can hold itself (see src/managers/index.ts).
+export * from './managers/index.js';

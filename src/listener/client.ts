@@ -84,7 +84,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   }
 
   const started = Date.now();
-  const socket = await connectSocket(address, family, opts.tls, timeout, signal);
+  const socket = await connectSocket(address, family, opts.tls, timeout, signal, connected);
   const conn = new Connection(socket, settings);
   if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
   publish(channels.clientConnect, () => ({ connection: conn, address, family }));
@@ -161,13 +161,6 @@ type AfterConnect<T> = (
   reject: (err: unknown) => void,
 ) => (reason: unknown) => void;
 
-function connectSocket(
-  address: Address,
-  family: Family,
-  secure: tls.ConnectionOptions | undefined,
-  timeout: number,
-  signal: AbortSignal | undefined,
-): Promise<net.Socket>;
 function connectSocket<T>(
   address: Address,
   family: Family,
@@ -175,17 +168,9 @@ function connectSocket<T>(
   timeout: number,
   signal: AbortSignal | undefined,
   after: AfterConnect<T>,
-): Promise<T>;
-function connectSocket<T>(
-  address: Address,
-  family: Family,
-  secure: tls.ConnectionOptions | undefined,
-  timeout: number,
-  signal: AbortSignal | undefined,
-  after?: AfterConnect<T>,
-): Promise<T | net.Socket> {
+): Promise<T> {
   const started = Date.now();
-  return new Promise<T | net.Socket>((resolve, reject) => {
+  return new Promise<T>((resolve, reject) => {
     let socket: net.Socket | null = null;
     let retry: NodeJS.Timeout | undefined;
     let delay = BUSY_RETRY_FIRST;
@@ -204,12 +189,6 @@ function connectSocket<T>(
       const onReady = (): void => {
         s.off('error', onError);
         if (settled) return;
-        if (after === undefined) {
-          settled = true;
-          disarm();
-          resolve(s);
-          return;
-        }
         cancelAfter = after(
           s,
           started,
@@ -246,6 +225,12 @@ function connectSocket<T>(
     attempt();
   });
 }
+
+/** What runs once a plain connect is done: nothing; the connect resolves with the socket. */
+const connected: AfterConnect<net.Socket> = (socket, _started, resolve) => {
+  resolve(socket);
+  return () => {};
+};
 
 /** A socket connecting to `address`, and the event that says it is ready. */
 function openSocket(address: Address, family: Family, secure: tls.ConnectionOptions | undefined): [net.Socket, string] {

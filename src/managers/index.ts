@@ -26,20 +26,4 @@ export type {
 } from './proxy.js';
 export { ManagerServer } from './server.js';
 export type { ManagerCallable, ManagerServerOptions, RegisterOptions } from './server.js';
-export {
-  SharedArray,
-  SharedBarrier,
-  SharedBoundedSemaphore,
-  SharedCondition,
-  SharedDict,
-  SharedEvent,
-  SharedIterator,
-  SharedJoinableQueue,
-  SharedList,
-  SharedLock,
-  SharedNamespace,
-  SharedQueue,
-  SharedRLock,
-  SharedSemaphore,
-  SharedValue,
-} from './sync/index.js';
+export * from './sync/index.js';

@@ -1,15 +1,5 @@
 /** The SyncManager typeids a `ManagerServer` registers with `sync`, and which objects are theirs. */
-import { SharedArray, SharedDict, SharedIterator, SharedList, SharedNamespace, SharedValue } from './containers.js';
-import {
-  SharedBarrier,
-  SharedBoundedSemaphore,
-  SharedCondition,
-  SharedEvent,
-  SharedLock,
-  SharedRLock,
-  SharedSemaphore,
-} from './locks.js';
-import { SharedJoinableQueue, SharedQueue } from './queue.js';
+import * as classes from './index.js';
 import { bind, iterate } from './values.js';
 
 /** One `SyncManager` typeid: what `ManagerServer.register()` takes. */
@@ -44,11 +34,11 @@ function noArguments(typeid: string, args: readonly unknown[], make: () => objec
  */
 export function syncTypeids(): SyncTypeid[] {
   return [
-    { typeid: 'Queue', callable: (...args) => new SharedQueue(...args), exposed: QUEUE },
-    { typeid: 'JoinableQueue', callable: (...args) => new SharedJoinableQueue(...args), exposed: QUEUE },
+    { typeid: 'Queue', callable: (...args) => new classes.SharedQueue(...args), exposed: QUEUE },
+    { typeid: 'JoinableQueue', callable: (...args) => new classes.SharedJoinableQueue(...args), exposed: QUEUE },
     {
       typeid: 'dict',
-      callable: (...args) => new SharedDict(...args),
+      callable: (...args) => new classes.SharedDict(...args),
       exposed: [
         '__contains__', '__delitem__', '__getitem__', '__iter__', '__len__', '__setitem__', 'clear', 'copy', 'get',
         'items', 'keys', 'pop', 'popitem', 'setdefault', 'update', 'values',
@@ -57,7 +47,7 @@ export function syncTypeids(): SyncTypeid[] {
     },
     {
       typeid: 'list',
-      callable: (...args) => new SharedList(...args),
+      callable: (...args) => new classes.SharedList(...args),
       exposed: [
         '__add__', '__contains__', '__delitem__', '__getitem__', '__len__', '__mul__', '__reversed__', '__rmul__',
         '__setitem__', 'append', 'count', 'extend', 'index', 'insert', 'pop', 'remove', 'reverse', 'sort', '__imul__',
@@ -65,24 +55,24 @@ export function syncTypeids(): SyncTypeid[] {
     },
     {
       typeid: 'Namespace',
-      callable: (...args) => new SharedNamespace(...args),
+      callable: (...args) => new classes.SharedNamespace(...args),
       exposed: ['__getattribute__', '__setattr__', '__delattr__'],
     },
-    { typeid: 'Value', callable: (...args) => new SharedValue(...args), exposed: ['get', 'set'] },
-    { typeid: 'Array', callable: (...args) => new SharedArray(...args), exposed: ['__len__', '__getitem__', '__setitem__'] },
-    { typeid: 'Lock', callable: (...args) => noArguments('Lock', args, () => new SharedLock()), exposed: ACQUIRER },
-    { typeid: 'RLock', callable: (...args) => noArguments('RLock', args, () => new SharedRLock()), exposed: ACQUIRER },
-    { typeid: 'Semaphore', callable: (...args) => new SharedSemaphore(...args), exposed: ACQUIRER },
-    { typeid: 'BoundedSemaphore', callable: (...args) => new SharedBoundedSemaphore(...args), exposed: ACQUIRER },
+    { typeid: 'Value', callable: (...args) => new classes.SharedValue(...args), exposed: ['get', 'set'] },
+    { typeid: 'Array', callable: (...args) => new classes.SharedArray(...args), exposed: ['__len__', '__getitem__', '__setitem__'] },
+    { typeid: 'Lock', callable: (...args) => noArguments('Lock', args, () => new classes.SharedLock()), exposed: ACQUIRER },
+    { typeid: 'RLock', callable: (...args) => noArguments('RLock', args, () => new classes.SharedRLock()), exposed: ACQUIRER },
+    { typeid: 'Semaphore', callable: (...args) => new classes.SharedSemaphore(...args), exposed: ACQUIRER },
+    { typeid: 'BoundedSemaphore', callable: (...args) => new classes.SharedBoundedSemaphore(...args), exposed: ACQUIRER },
     {
       typeid: 'Condition',
-      callable: (...args) => new SharedCondition(...args),
+      callable: (...args) => new classes.SharedCondition(...args),
       exposed: ['acquire', 'release', 'wait', 'notify', 'notify_all'],
     },
-    { typeid: 'Event', callable: (...args) => noArguments('Event', args, () => new SharedEvent()), exposed: ['is_set', 'set', 'clear', 'wait'] },
+    { typeid: 'Event', callable: (...args) => noArguments('Event', args, () => new classes.SharedEvent()), exposed: ['is_set', 'set', 'clear', 'wait'] },
     {
       typeid: 'Barrier',
-      callable: (...args) => new SharedBarrier(...args),
+      callable: (...args) => new classes.SharedBarrier(...args),
       exposed: ['__getattribute__', 'wait', 'abort', 'reset'],
     },
     // What dict.__iter__ returns is served under this typeid, as Python's server calls it with the iterator.
@@ -90,29 +80,15 @@ export function syncTypeids(): SyncTypeid[] {
       typeid: 'Iterator',
       callable: (...args) => {
         const [it] = bind('Iterator', args, [{ name: 'iterable' }]);
-        return it instanceof SharedIterator ? it : new SharedIterator(iterate(it));
+        return it instanceof classes.SharedIterator ? it : new classes.SharedIterator(iterate(it));
       },
       exposed: ['__next__', 'send', 'throw', 'close'],
     },
   ];
 }
 
-// Subclasses (SharedJoinableQueue, SharedBoundedSemaphore) are covered by their bases.
-const SYNC_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object> = [
-  SharedArray,
-  SharedBarrier,
-  SharedCondition,
-  SharedDict,
-  SharedEvent,
-  SharedIterator,
-  SharedList,
-  SharedLock,
-  SharedNamespace,
-  SharedQueue,
-  SharedRLock,
-  SharedSemaphore,
-  SharedValue,
-];
+// Every class the sync folder exports (subclasses are covered by their bases anyway).
+const SYNC_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object> = Object.values(classes);
 
 /**
  * Whether `obj` is one of these classes. A server decodes requests for them
