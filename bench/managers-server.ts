@@ -205,7 +205,8 @@ async function measure(kind: Kind, clients: number): Promise<RunResult> {
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 interface Summary {
@@ -213,14 +214,14 @@ interface Summary {
   medianUs: number;
   serverCpuUs: number;
   clientCpuUs: number;
-  /** CORES × 1e6 / clientCpuUs: what a server costing nothing would allow. */
+  /** min(clients, CORES) × 1e6 / clientCpuUs: what a server costing nothing would allow (a client makes one call at a time, so it uses one core at most). */
   ceiling: number;
   /** Median over the runs; null without /proc/stat. */
   otherShare: number | null;
   runs: RunResult[];
 }
 
-function summary(rs: RunResult[]): Summary {
+function summary(rs: RunResult[], clients: number): Summary {
   const clientCpuUs = median(rs.map((f) => f.clientCpuUs));
   const shares = rs.map((f) => f.otherShare).filter((x): x is number => x !== null);
   return {
@@ -228,7 +229,7 @@ function summary(rs: RunResult[]): Summary {
     medianUs: median(rs.map((f) => f.medianUs)),
     serverCpuUs: median(rs.map((f) => f.serverCpuUs)),
     clientCpuUs,
-    ceiling: (CORES * 1e6) / clientCpuUs,
+    ceiling: (Math.min(clients, CORES) * 1e6) / clientCpuUs,
     otherShare: shares.length > 0 ? median(shares) : null,
     runs: rs,
   };
@@ -247,7 +248,7 @@ for (const clients of clientCounts) {
       process.stderr.write('.');
     }
   }
-  rows.push({ clients, node: summary(figures.node), cpython: summary(figures.cpython) });
+  rows.push({ clients, node: summary(figures.node, clients), cpython: summary(figures.cpython, clients) });
 }
 process.stderr.write('\n');
 
@@ -268,7 +269,7 @@ for (const { clients, node, cpython: cpy } of rows) {
   );
 }
 console.log(
-  `Ceiling: ${CORES} cores × 1e6 / the clients' own CPU µs per call, the calls/s no server could exceed on this machine; ` +
+  `Ceiling: min(clients, ${CORES} cores) × 1e6 / the clients' own CPU µs per call (a client makes one call at a time), the calls/s no server could exceed on this machine; ` +
     '"2× CPython / ceiling" above 100% means the 2× goal is out of reach here. Other load: the CPU share other processes took meanwhile.',
 );
 

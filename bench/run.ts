@@ -81,7 +81,6 @@ const profileDir = path.join(ROOT, 'bench', 'results', 'profiles');
 /** CPU time of this process and every process it starts, to tell our load from other processes'. */
 const ledger = new CpuLedger();
 const CORES = os.availableParallelism?.() ?? os.cpus().length;
-/** Rows where other processes took more than this share of the CPU are flagged. */
 
 function usageError(message: string): never {
   process.stderr.write(`bench: ${message}\n\n${USAGE}`);

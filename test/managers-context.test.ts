@@ -6,7 +6,7 @@
  * callers apart across a `Condition.wait`.
  */
 import { expect } from 'chai';
-import { currentCall, ManagerClient, ManagerServer, SharedCondition, type CallContext } from '../src/index.js';
+import { currentCall, ManagerClient, ManagerServer, SharedCondition, SharedRLock, type CallContext } from '../src/index.js';
 import { rejectionOf } from './helpers/wire.js';
 
 const KEY = 'manager-context-test-key';
@@ -74,5 +74,28 @@ describe('managers: the call context', function () {
     await waiter.release();
     expect(await notifier.acquire(false)).to.equal(true);
     await notifier.release();
+  });
+
+  it('a subclass of a SyncManager class may await before calling the base method: the lock is still its caller\'s', async () => {
+    class AuditedRLock extends SharedRLock {
+      readonly log: string[] = [];
+      override async acquire(...args: unknown[]): Promise<boolean> {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        this.log.push('acquire');
+        return super.acquire(...args);
+      }
+    }
+    const lock = new AuditedRLock();
+    server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: KEY, registry: { get_lock: () => lock } });
+    const mine = await (await connect()).create('get_lock');
+    const other = await (await connect()).create('get_lock');
+    expect(await mine.acquire()).to.equal(true);
+    expect(lock.log).to.deep.equal(['acquire']);
+    // Owned by the connection that acquired it: the other one may neither take nor release it, the owner may.
+    expect(await other.acquire(false)).to.equal(false);
+    expect((await rejectionOf(other.release())).message).to.contain('cannot release un-acquired lock');
+    await mine.release();
+    expect(await other.acquire(false)).to.equal(true);
+    await other.release();
   });
 });

@@ -147,7 +147,8 @@ function renderTable(w: WorkloadSpec, result: WorkloadResult, failures: string[]
   for (const ratio of result.ratios) {
     if (ratio.values.every((v) => v.value === null)) continue; // e.g. the other system was filtered out
     let line = pad(`  ${ratio.label}${ratio.target ? ` (${ratio.target})` : ''}`, labelWidth, true);
-    const spec = w.ratios.find((r) => r.label === ratio.label)!;
+    const spec = w.ratios.find((r) => r.label === ratio.label);
+    if (spec === undefined) throw new Error(`the report has a ratio "${ratio.label}" that ${w.id} in bench/lib/workloads.ts no longer defines`);
     for (const col of cols) {
       const isFirstMetric = col.metric === w.metrics[0]!.key;
       const v = ratio.values.find((x) => x.row === col.row.label);

@@ -14,9 +14,9 @@
  * SyncManager classes read the caller only in their synchronous part (they
  * capture it there when they need it later), so the server runs their calls
  * with the variable alone (`runInCall`); every other object gets both
- * (`runInTrackedCall`), and may read `currentCall()` anywhere in its method.
- * (A class extending a SyncManager class is one of them: its methods read
- * `currentCall()` before their first `await`.)
+ * (`runInTrackedCall`), and may read `currentCall()` anywhere in its method —
+ * a subclass of a SyncManager class too, whose overrides may await before
+ * calling the base method.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 

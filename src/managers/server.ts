@@ -22,7 +22,7 @@ import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, to
 import type { Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
-import { isSyncObject, syncTypeids } from './sync/typeids.js';
+import { isPlainSyncObject, isSyncObject, syncTypeids } from './sync/typeids.js';
 import { pyRepr as reprValue, reprStr as pyRepr } from './sync/repr.js';
 
 /**
@@ -511,7 +511,7 @@ export class ManagerServer implements AsyncDisposable {
       exposedSet: new Set(exposed),
       methodToTypeid,
       lossless: (registration?.lossless ?? false) || isSyncObject(obj),
-      tracked: !isSyncObject(obj),
+      tracked: !isPlainSyncObject(obj),
     };
     return [this.#table.hold(held), exposed];
   }

@@ -90,6 +90,18 @@ export function syncTypeids(): SyncTypeid[] {
 // Every class the sync folder exports (subclasses are covered by their bases anyway).
 const SYNC_CLASSES: ReadonlyArray<abstract new (...args: never[]) => object> = Object.values(classes);
 
+const SYNC_CLASS_SET: ReadonlySet<unknown> = new Set(SYNC_CLASSES);
+
+/**
+ * Whether `obj` was made by one of these classes itself, not by a subclass.
+ * The server calls its methods with the caller known for their synchronous
+ * part only (these classes read it there); a subclass's own methods may read
+ * `currentCall()` after an `await`, so its calls are tracked.
+ */
+export function isPlainSyncObject(obj: unknown): boolean {
+  return typeof obj === 'object' && obj !== null && SYNC_CLASS_SET.has(Object.getPrototypeOf(obj)?.constructor);
+}
+
 /**
  * Whether `obj` is one of these classes. A server decodes requests for them
  * losslessly (a tuple stays a tuple, 1.0 a float), however they were
