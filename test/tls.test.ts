@@ -8,9 +8,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import tls from 'node:tls';
 import { expect } from 'chai';
-import { type Address, AuthenticationError, Client, type Connection, Listener } from 'mpconn';
-import { rejectionOf as rejection } from './helpers/wire.js';
+import { type Address, AuthenticationError, Client, type Connection, EOFError, Listener } from 'mpconn';
+import { modernReply, RawPeer, WELCOME } from './helpers/auth-raw.js';
+import { frame, rejectionOf as rejection, within } from './helpers/wire.js';
 
 interface Certificate {
   key: Buffer;
@@ -89,6 +92,36 @@ describe('TLS (the tls option, AF_INET)', function () {
     return conn;
   };
   const portOf = (l: Listener): number => (l.address as [string, number])[1];
+
+  it('a listener that ends its stream with its last handshake message: the Client still sees the end (EOFError, no hang)', async () => {
+    // The answer and TLS's close_notify are written together, so the client may
+    // decrypt both in one read: the handshake's end and the stream's end come at once.
+    const sockets = new Set<tls.TLSSocket>();
+    const server = tls.createServer({ key, cert, allowHalfOpen: true }, (socket) => {
+      sockets.add(socket);
+      const peer = RawPeer.accepted(socket);
+      void (async () => {
+        const ours = Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
+        peer.sendFrame(Buffer.concat([Buffer.from('#CHALLENGE#'), ours]));
+        expect(await peer.readFrame()).to.deep.equal(modernReply('k', ours));
+        peer.sendFrame(WELCOME);
+        const theirs = await peer.readChallenge();
+        socket.end(frame(modernReply('k', theirs)));
+      })().catch(() => socket.destroy());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      for (let i = 0; i < 5; i++) {
+        const client = keep(await Client(['127.0.0.1', port], { authkey: 'k', tls: { ...trusted, servername: 'localhost' } }));
+        expect(await within(rejection(client.recv()), 5000, 'the end of the stream')).to.be.instanceOf(EOFError);
+      }
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
 
   it('client and server exchange messages in both directions', async () => {
     listener = await Listener.listen(['localhost', 0], { tls: { key, cert } });

@@ -46,11 +46,10 @@ export class SocketHandshake {
   /**
    * The decoder is fed one frame at a time, so that the handshake ends at a
    * known byte: `#need` bytes of the header (or payload) under way, and
-   * whether that is a header, and its long form.
+   * whether that is a header.
    */
   #need = HEADER;
   #header = true;
-  #longHeader = false;
   /** Handshake messages read so far. */
   #received = 0;
   /** Our challenge: the message the peer's reply must be the HMAC of. */
@@ -89,7 +88,6 @@ export class SocketHandshake {
         },
         frame: (payload) => {
           this.#header = true;
-          this.#longHeader = false;
           this.#need = HEADER;
           this.#onMessage(payload);
         },
@@ -182,7 +180,6 @@ export class SocketHandshake {
       pos += n;
       if (this.#header && this.#need === 0 && !this.#settled) {
         // A whole header and no length from it: the `-1` of the long form, whose 8 bytes follow.
-        this.#longHeader = true;
         this.#need = LONG_HEADER;
       }
     }

@@ -175,8 +175,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   constructor(stream: Duplex, options?: ConnectionOptions);
   /**
    * @internal The connections `Listener`, `Client`, `Pipe` and `spawn` make,
-   * with the options they checked (`mode`: one-way `Pipe` ends, the child's
-   * end of a `spawn()` connection).
+   * with the options they checked (`mode`: one-way `Pipe` ends).
    */
   constructor(stream: Duplex, settings: ConnectionSettings, mode?: ConnectionMode);
   /** @internal The child's end of a `spawn()` connection. */
@@ -483,7 +482,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    */
   destroy(reason?: unknown): void {
     // The default error is made only if a send or receive is waiting for it.
-    const errorOf = reason === undefined || reason === null ? destroyedError : () => reason;
+    let made: ConnectionStateError | undefined;
+    const errorOf = reason === undefined || reason === null ? () => (made ??= destroyedError()) : () => reason;
     this.#writer.fail(reason instanceof Error ? reason : (errorOf as () => Error));
     if (this.#closing === null) {
       if (debugging()) debug('connection: destroyed%s', reason === undefined ? '' : `: ${String((reason as Error)?.message ?? reason)}`);

@@ -118,10 +118,6 @@ export class FrameDecoder {
   }
 
   /**
-   * The view returned by `header()` can no longer be written (its receive was
-   * aborted): keep what arrived in it in memory of our own and go on.
-   */
-  /**
    * A receiver with room for the frame under way arrived after its header:
    * what has arrived is copied into `view` (exactly the frame's length) and the
    * rest is written straight there, instead of being gathered and copied again
@@ -145,6 +141,10 @@ export class FrameDecoder {
     return true;
   }
 
+  /**
+   * The view returned by `header()` can no longer be written (its receive was
+   * aborted): keep what arrived in it in memory of our own and go on.
+   */
   detachTarget(): void {
     if (!this.#direct || this.#target === null) return;
     if (this.#target.byteLength !== this.#length) {

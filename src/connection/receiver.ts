@@ -146,7 +146,8 @@ export class Receiver {
   }
 
   /**
-   * This side is closing: pending receives reject with `err`, buffered
+   * This side is closing: pending receives reject with the error `errorOf`
+   * makes (called once, and only if a receive is waiting), buffered
    * messages are dropped, and what still arrives is read and dropped. An
    * Unreadable side stays Unreadable: that is what `readable` reports.
    */

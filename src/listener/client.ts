@@ -75,10 +75,9 @@ export async function Client(address: Address, options?: ClientOptions): Promise
     // signal, and the Connection is made once it is done. (A subscriber to
     // the connect event is given the Connection before the handshake: then
     // it runs on the Connection, below.)
-    const handshake = await connectSocket<SocketHandshake>(address, family, opts.tls, timeout, signal, (socket, started, resolve, reject) =>
-      authenticate(socket, authkey, address, timeout, started, signal, settings.maxMessageSize, resolve, reject),
+    const conn = await connectSocket<Connection>(address, family, opts.tls, timeout, signal, (socket, started, resolve, reject) =>
+      authenticate(socket, authkey, address, timeout, started, signal, settings, resolve, reject),
     );
-    const conn = handshake.connection(settings);
     publish(channels.handshakeOk, () => ({ side: 'client', connection: conn, peer: address }));
     return conn;
   }
@@ -103,7 +102,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   return conn;
 }
 
-/** The handshake on a socket that just connected to `address`, settling the connect with it. */
+/** The handshake on a socket that just connected to `address`, settling the connect with the Connection made after it. */
 function authenticate(
   socket: net.Socket,
   authkey: Uint8Array,
@@ -111,8 +110,8 @@ function authenticate(
   timeout: number,
   started: number,
   signal: AbortSignal | undefined,
-  maxMessageSize: number,
-  resolve: (handshake: SocketHandshake) => void,
+  settings: ConnectionSettings,
+  resolve: (conn: Connection) => void,
   reject: (err: unknown) => void,
 ): (reason: unknown) => void {
   const family = addressType(address);
@@ -120,10 +119,11 @@ function authenticate(
   const handshake = SocketHandshake.client(
     socket,
     authkey,
-    { pipeline: family !== 'AF_INET', maxMessageSize, reportedTimeout: timeout, signal },
+    { pipeline: family !== 'AF_INET', maxMessageSize: settings.maxMessageSize, reportedTimeout: timeout, signal },
     () => {
       if (debugging()) debug('client: handshake with %s ok', showAddress(address));
-      resolve(handshake);
+      // Made at once, in the same tick: an end or error the socket emits next must find the Connection listening.
+      resolve(handshake.connection(settings));
     },
     (err) => {
       if (debugging()) debug('client: handshake with %s failed: %s', showAddress(address), (err as Error)?.message);
