@@ -238,7 +238,7 @@ console.log('done');
       /^MPCONN \d+: listener 127\.0\.0\.1:\d+: accepted a connection from 127\.0\.0\.1:\d+$/,
       /^MPCONN \d+: client: handshake with 127\.0\.0\.1:\d+ ok$/,
       /^MPCONN \d+: listener 127\.0\.0\.1:\d+: handshake with 127\.0\.0\.1:\d+ ok$/,
-      /^MPCONN \d+: connection: close \(flushing for at most 30000 ms\)$/,
+      /^MPCONN \d+: connection: close \((flushing for at most 30000 ms|nothing to flush)\)$/,
       /^MPCONN \d+: client: handshake with 127\.0\.0\.1:\d+ failed: /,
       /^MPCONN \d+: listener 127\.0\.0\.1:\d+: handshake with 127\.0\.0\.1:\d+ failed: /,
       /^MPCONN \d+: connection: framing error ERR_BAD_LENGTH: invalid frame header: length -2/,

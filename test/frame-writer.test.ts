@@ -249,5 +249,28 @@ describe('FrameWriter', () => {
       far.resume();
       await within(ended, 10_000, 'end of stream');
     });
+
+    it('ends at once when every frame is with the OS: closing the socket then delivers them all, then end of stream', async () => {
+      const arrived = framesFrom(far, 3);
+      const ended = once(far, 'end');
+      for (const word of ['one', 'two', 'three']) void writer.write(Buffer.from(word));
+      expect(writer.endsAtOnce(), 'a plain socket with nothing queued').to.equal(true);
+      near.destroy();
+      expect((await within(arrived, 10_000, 'the frames')).map(String)).to.deep.equal(['one', 'two', 'three']);
+      far.resume();
+      await within(ended, 10_000, 'end of stream');
+      expect(writer.endsAtOnce(), 'once ended').to.equal(false);
+    });
+
+    it('does not end at once while bytes wait for the socket: end() flushes them instead', async () => {
+      far.pause();
+      let count = 0;
+      for (; near.writableLength === 0; count++) void writer.write(patterned(256 * KiB, count));
+      expect(writer.endsAtOnce()).to.equal(false);
+      const arrived = framesFrom(far, count);
+      far.resume();
+      await within(writer.end(), 10_000, 'end()');
+      expect(await within(arrived, 10_000, 'the frames')).to.have.length(count);
+    });
   });
 });

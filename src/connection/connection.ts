@@ -440,9 +440,17 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
+    publish(channels.connectionClose, () => ({ connection: this, reason: 'close' }));
+    if (this.#writer.endsAtOnce()) {
+      // Nothing left to flush on a plain socket: closing it sends what the OS holds, then the FIN.
+      if (debugging()) debug('connection: close (nothing to flush)');
+      this.#closing = Promise.resolve();
+      this.#receiver.close(closedError);
+      this.#stream.destroy();
+      return this.#closing;
+    }
     const flushed = this.#writer.end();
     if (debugging()) debug('connection: close (flushing for at most %s ms)', timeout);
-    publish(channels.connectionClose, () => ({ connection: this, reason: 'close' }));
     this.#closing = new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       let done = false;

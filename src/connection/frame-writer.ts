@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { MAX_SHORT_FRAME } from './frame-decoder.js';
 import { spendTurn } from './turn.js';
@@ -167,6 +168,23 @@ export class FrameWriter {
   }
 
   /** Flushes, ends the transport's writing side and resolves when that is done (or failed). */
+  /**
+   * Ends writing at once when closing the socket is all that is left: a plain
+   * (not TLS) socket with every frame already handed to the OS. Closing it
+   * then delivers the same bytes and the same FIN as `end()` would (the kernel
+   * sends what it holds before the FIN), without a shutdown round through the
+   * event loop. Returns false, and ends nothing, otherwise.
+   */
+  endsAtOnce(): boolean {
+    if (this.#ended) return false;
+    this.flush();
+    const stream = this.#stream;
+    if (!(stream instanceof net.Socket) || (stream as { encrypted?: boolean }).encrypted === true) return false;
+    if (stream.connecting || stream.writableLength !== 0 || this.#resolveDrain !== null || this.#failed) return false;
+    this.#ended = true;
+    return true;
+  }
+
   end(): Promise<void> {
     if (this.#ended) return resolved;
     this.#ended = true;
