@@ -33,19 +33,20 @@ describe('the handshake on the bare socket', function () {
     dir = mkdtempSync(join(tmpdir(), 'mpconn-engine-'));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+  // The fake peer and the Listener of the test under way, closed after each.
+  let server: Awaited<ReturnType<typeof rawServer>> | undefined;
+  let listener: Listener | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+    await listener?.close();
+    listener = undefined;
+  });
   let n = 0;
   const addressOf = (transport: 'unix' | 'tcp'): Address => (transport === 'unix' ? join(dir, `l${n++}`) : ['127.0.0.1', 0]);
 
   for (const transport of ['unix', 'tcp'] as const) {
     describe(`over ${transport === 'unix' ? 'a Unix socket' : 'TCP'}: what the peer sends after the handshake reaches the Connection`, () => {
-      let server: Awaited<ReturnType<typeof rawServer>> | undefined;
-      let listener: Listener | undefined;
-      afterEach(async () => {
-        await server?.close();
-        server = undefined;
-        await listener?.close();
-        listener = undefined;
-      });
 
       /** A fake listener that speaks the handshake right and writes `after` in the same write as its answer. */
       async function listenerSending(after: Buffer): Promise<Address> {
@@ -125,14 +126,6 @@ describe('the handshake on the bare socket', function () {
   }
 
   describe('a handshake message over the 256-byte cap is refused from its header, before its body', () => {
-    let server: Awaited<ReturnType<typeof rawServer>> | undefined;
-    let listener: Listener | undefined;
-    afterEach(async () => {
-      await server?.close();
-      server = undefined;
-      await listener?.close();
-      listener = undefined;
-    });
 
     const announcements: [string, Buffer[]][] = [
       ['a 4-byte header announcing 1 MiB', [header(MiB)]],
@@ -221,12 +214,9 @@ describe('the handshake on the bare socket', function () {
   forEachPython(undefined, (py) => {
     describe(`CPython ${py.version}`, () => {
       let python: PythonProcess | null = null;
-      let listener: Listener | undefined;
-      afterEach(async () => {
+      afterEach(() => {
         python?.kill();
         python = null;
-        await listener?.close();
-        listener = undefined;
       });
 
       for (const transport of ['unix', 'tcp'] as const) {
