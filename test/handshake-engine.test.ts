@@ -21,6 +21,15 @@ function ourChallenge(): Buffer {
   return Buffer.concat([Buffer.from('{sha256}'), randomBytes(40)]);
 }
 
+/** The Client's side of the handshake, spoken by a raw peer to a Listener with KEY: up to the Listener's answer, which it checks. */
+async function passAsClient(peer: RawPeer): Promise<void> {
+  peer.sendFrame(modernReply(KEY, await peer.readChallenge()));
+  expect(await peer.readFrame()).to.deep.equal(WELCOME);
+  const ours = ourChallenge();
+  peer.sendFrame(Buffer.concat([CHALLENGE, ours]));
+  expect(await peer.readFrame()).to.deep.equal(modernReply(KEY, ours));
+}
+
 /** The next handshake failure the Listener reports. */
 function nextHandshakeError(listener: Listener): Promise<Error> {
   return within(new Promise<Error>((resolve) => listener.once('handshakeError', resolve)), 10_000, "'handshakeError'");
@@ -87,11 +96,7 @@ describe('the handshake on the bare socket', function () {
         listener = await Listener.listen(addressOf(transport), { authkey: KEY });
         const accepted = listener.accept({ timeout: 10_000 });
         const peer = await RawPeer.connect(listener.address);
-        peer.sendFrame(modernReply(KEY, await peer.readChallenge()));
-        expect(await peer.readFrame()).to.deep.equal(WELCOME);
-        const ours = ourChallenge();
-        peer.sendFrame(Buffer.concat([CHALLENGE, ours]));
-        expect(await peer.readFrame()).to.deep.equal(modernReply(KEY, ours));
+        await passAsClient(peer);
         const big = patterned(MiB, 9);
         peer.socket.end(Buffer.concat([frame(WELCOME), frame('first'), frame(big)]));
         const conn = await accepted;
@@ -183,11 +188,7 @@ describe('the handshake on the bare socket', function () {
       listener = await Listener.listen(['127.0.0.1', 0], { authkey: KEY, authTimeout: 60_000 });
       const reported = nextHandshakeError(listener);
       const peer = await RawPeer.connect(listener.address);
-      peer.sendFrame(modernReply(KEY, await peer.readChallenge()));
-      expect(await peer.readFrame()).to.deep.equal(WELCOME);
-      const ours = ourChallenge();
-      peer.sendFrame(Buffer.concat([CHALLENGE, ours]));
-      expect(await peer.readFrame()).to.deep.equal(modernReply(KEY, ours));
+      await passAsClient(peer);
       peer.sendRaw(header(300));
       const err = (await reported) as ProtocolError;
       expect(err).to.be.instanceOf(ProtocolError);
