@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { CpuLedger, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython, type Machine } from './lib/machine.js';
 import type { RoleArgs, RoleResult, RunSpec, Transport, WorkloadId } from './lib/role.js';
-import { hasFailures, OTHER_LOAD_FLAG, ratiosOf, renderReport, type BenchReport, type Cell, type RunRecord, type Row, type WorkloadResult } from './lib/report.js';
+import { OTHER_LOAD_FLAG, ratiosOf, renderReport, type BenchReport, type Cell, type RunRecord, type Row, type WorkloadResult } from './lib/report.js';
 import { isTransportOf, sizeLabel, WORKLOADS, type ConfigSpec, type RunResults, type WorkloadSpec } from './lib/workloads.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -555,9 +555,10 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.dirname(outFile), { recursive: true });
   writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');
-  process.stdout.write(renderReport(json));
+  const failures: string[] = [];
+  process.stdout.write(renderReport(json, failures));
   log(`results written to ${path.relative(process.cwd(), outFile)}\n`);
-  if (hasFailures(json)) process.exitCode = 1;
+  if (failures.length > 0) process.exitCode = 1;
 }
 
 await main();

@@ -183,9 +183,11 @@ export function renderTables(report: BenchReport, failures: string[] = []): stri
   return out.join('\n');
 }
 
-/** The whole text `npm run bench` prints: the tables, how to read them, notes and failures. */
-export function renderReport(report: BenchReport): string {
-  const failures: string[] = [];
+/**
+ * The whole text `npm run bench` prints: the tables, how to read them, notes
+ * and failures (each failed cell is also pushed onto `failures`).
+ */
+export function renderReport(report: BenchReport, failures: string[] = []): string {
   const out = [renderTables(report, failures), ''];
   out.push(
     'Every figure was measured in this run: the median of its runs (all runs are in the JSON).',
@@ -199,13 +201,6 @@ export function renderReport(report: BenchReport): string {
   for (const n of report.notes) out.push(`Note: ${n}`);
   if (failures.length > 0) out.push('', 'Failures:', ...failures.map((f) => `  ${f}`));
   return out.join('\n') + '\n';
-}
-
-/** Whether any cell of the report failed. */
-export function hasFailures(report: BenchReport): boolean {
-  const failures: string[] = [];
-  renderTables(report, failures);
-  return failures.length > 0;
 }
 
 const README_START = '<!-- bench:latest -->';
