@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ManagerClient } from 'mpconn';
 import { describeMachine, findPython } from './lib/machine.js';
+import { median } from './lib/role.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -141,11 +142,6 @@ async function pythonRun(figure: Figure, n: number): Promise<Sample> {
   const [wall, cpu] = (await pyLine()).split(' ').map(Number);
   return { wall: wall!, cpu: cpu! };
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const results: { figure: Figure; node: Sample; cpython: Sample; runs: { node: Sample[]; cpython: Sample[] } }[] = [];
 const medianOf = (xs: Sample[]): Sample => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });

@@ -28,7 +28,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { clockTicks, CpuLedger, processTicks, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython } from './lib/machine.js';
-import { latencySummary } from './lib/role.js';
+import { latencySummary, median } from './lib/role.js';
 
 const AUTHKEY = 'mpconn-bench-managers';
 // --mpconn DIR serves from another build's dist/ (a before/after comparison); default: this build.
@@ -201,12 +201,6 @@ async function measure(kind: Kind, clients: number): Promise<RunResult> {
   } finally {
     await server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 interface Summary {

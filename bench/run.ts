@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CpuLedger, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython, type Machine } from './lib/machine.js';
-import type { RoleArgs, RoleResult, RunSpec, Transport, WorkloadId } from './lib/role.js';
+import { median, type RoleArgs, type RoleResult, type RunSpec, type Transport, type WorkloadId } from './lib/role.js';
 import { OTHER_LOAD_FLAG, ratiosOf, renderReport, type BenchReport, type Cell, type RunRecord, type Row, type WorkloadResult } from './lib/report.js';
 import { isTransportOf, sizeLabel, WORKLOADS, type ConfigSpec, type RunResults, type WorkloadSpec } from './lib/workloads.js';
 
@@ -282,12 +282,6 @@ function strip(e: RoleEvent): RoleResult {
 
 // ---------------------------------------------------------------------------
 // Measuring
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function warmupFor(plan: ReturnType<WorkloadSpec['plan']>, count: number): number {
   return Math.max(plan.minWarmup, Math.ceil(count * plan.warmupFraction));

@@ -91,6 +91,13 @@ export function cpuMs(since: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1000;
 }
 
+/** The median (the mean of the two middle values for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** Median and percentiles of latencies in µs (sorted copy). */
 export function latencySummary(samplesUs: Float64Array | number[]): { medianUs: number; p99Us: number; meanUs: number; minUs: number } {
   const s = Float64Array.from(samplesUs).sort();
