@@ -97,6 +97,34 @@ export function cancelOptions(opts: { signal?: unknown; timeout?: unknown }, fal
   return { signal, timeout };
 }
 
+/** A receive that takes many messages (`recvMany`, `recvBytesMany`, `batches`), its limits checked. */
+export interface ManyOptions {
+  /** Most messages one call takes; `Infinity`: every message buffered. */
+  max: number;
+  /** Longest message, in bytes; `Infinity`: no limit beyond the connection's `maxMessageSize`. */
+  maxlength: number;
+}
+
+/** `max` (a positive integer, or `Infinity`) and `maxlength` (a byte count, or `Infinity`) of a receive of many messages. */
+export function manyOptions(opts: { max?: unknown; maxlength?: unknown }): ManyOptions {
+  const max = opts.max;
+  let most = Infinity;
+  if (max !== undefined && max !== null && max !== Infinity) {
+    if (typeof max !== 'number') throw new TypeError(`max must be a number of messages, not ${describe(max)}`);
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`max must be a positive integer (or Infinity), got ${max}`);
+    most = max;
+  }
+  const maxlength = opts.maxlength === Infinity ? Infinity : (byteCount(opts.maxlength, 'maxlength') ?? Infinity);
+  return { max: most, maxlength };
+}
+
+/** A `parse` option (a validator of decoded values): a function, or left out. */
+export function validator<T>(value: unknown): ((value: unknown) => T) | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'function') throw new TypeError(`parse must be a function, not ${describe(value)}`);
+  return value as (value: unknown) => T;
+}
+
 export function abortSignal(value: unknown): AbortSignal | undefined {
   if (value === undefined || value === null) return undefined;
   if (!(value instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, not ${describe(value)}`);
