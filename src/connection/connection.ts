@@ -142,11 +142,11 @@ export interface RecvValueManyOptions<T = unknown> extends RecvManyOptions {
 }
 
 /**
- * Options of {@link Connection.batches}.
+ * Options of {@link Connection.batches} for batches of decoded values.
  *
  * @example
  * ```ts
- * for await (const batch of conn.batches({ max: 256, signal })) handle(batch);
+ * for await (const jobs of conn.batches({ max: 256, parse: isJob, signal })) handle(jobs); // jobs: Job[]
  * ```
  */
 export interface BatchesOptions<T = unknown> {
@@ -154,11 +154,29 @@ export interface BatchesOptions<T = unknown> {
   max?: number;
   /** As in {@link RecvManyOptions.maxlength}. */
   maxlength?: number;
-  /** Batches of the messages' bytes (`Buffer[]`) instead of decoded values. */
-  bytes?: boolean;
-  /** As in {@link RecvValueManyOptions.parse} (not with `bytes`). */
-  parse?: (value: unknown) => T;
   /** Ends the iteration: the waiting receive rejects with the signal's reason, which the loop throws; no message is lost. */
+  signal?: AbortSignal;
+  /** As in {@link RecvValueManyOptions.parse}. */
+  parse?: (value: unknown) => T;
+  /** `true` for batches of bytes: see {@link ByteBatchesOptions}. */
+  bytes?: false;
+}
+
+/**
+ * Options of {@link Connection.batches} for batches of the messages' bytes (`Buffer[]`).
+ *
+ * @example
+ * ```ts
+ * for await (const buffers of conn.batches({ bytes: true, max: 1024 })) total += buffers.length;
+ * ```
+ */
+export interface ByteBatchesOptions {
+  bytes: true;
+  /** Most messages per batch. Default: every message already received. */
+  max?: number;
+  /** As in {@link RecvManyOptions.maxlength}. */
+  maxlength?: number;
+  /** As in {@link BatchesOptions.signal}. */
   signal?: AbortSignal;
 }
 
@@ -463,10 +481,10 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * for await (const buffers of conn.batches({ bytes: true })) total += buffers.length;
    * ```
    */
-  batches(options: BatchesOptions<never> & { bytes: true; parse?: undefined }): AsyncGenerator<Buffer[], void>;
-  batches<T = unknown>(options?: BatchesOptions<T> & { bytes?: false }): AsyncGenerator<T[], void>;
-  batches(options?: BatchesOptions): AsyncGenerator<unknown[], void> {
-    const opts = optionsOf(options, 'options');
+  batches(options: ByteBatchesOptions): AsyncGenerator<Buffer[], void>;
+  batches<T = unknown>(options?: BatchesOptions<T>): AsyncGenerator<T[], void>;
+  batches(options?: BatchesOptions | ByteBatchesOptions): AsyncGenerator<unknown[], void> {
+    const opts = optionsOf<{ bytes?: unknown; parse?: unknown; max?: unknown; maxlength?: unknown; signal?: unknown }>(options, 'options');
     checkOptionNames(opts, BATCHES_OPTION_NAMES, 'batches() options');
     const limits = manyOptions(opts);
     const bytes = opts.bytes;
