@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Connection, EOFError, Listener, Pipe, spawn, wait } from 'mpconn';
 import { expectProtocol, expectState } from './helpers/connections.js';
 import { newestPython, NO_PYTHON, runPython } from './helpers/python.js';
-import { endRaw, frame, header, patterned, rawPeer, rejectionOf, stillPending, thrown, until, within, writeRaw, type RawPeer } from './helpers/wire.js';
+import { countLoopTurns, endRaw, frame, header, patterned, rawPeer, rejectionOf, stillPending, thrown, within, writeRaw, type RawPeer } from './helpers/wire.js';
 
 const KiB = 1024;
 
@@ -43,23 +43,6 @@ async function bufferAll(p: RawPeer, wire: Buffer): Promise<void> {
   await writeRaw(p.raw, wire);
   await endRaw(p.raw);
   await end;
-}
-
-/** Counts event-loop turns (setImmediate callbacks) until `stop()`. */
-function countLoopTurns(): { stop(): number } {
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    turns++;
-    if (running) setImmediate(spin);
-  };
-  setImmediate(spin);
-  return {
-    stop: () => {
-      running = false;
-      return turns;
-    },
-  };
 }
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
