@@ -227,7 +227,9 @@ export const bufferedMessages = Symbol('mpconn.bufferedMessages');
  */
 export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   readonly #stream: Duplex;
-  readonly #serializer: ResolvedSerializer;
+  /** Made on first use (`#codec`): a connection that only authenticates or moves bytes never makes one. */
+  #serializer: ResolvedSerializer | null = null;
+  readonly #settings: ConnectionSettings;
   readonly #receiver: Receiver;
   readonly #writer: FrameWriter;
   readonly #canRead: boolean;
@@ -282,14 +284,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       settings = new ConnectionSettings(opts);
     }
     const maxMessageSize = settings.maxMessageSize;
-    this.#serializer = settings.newSerializer();
+    this.#settings = settings;
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
     const keepAliveWhileWaiting = mode.keepAlive === 'while-waiting';
     this.#writer = new FrameWriter(stream);
     this.#receiver = new Receiver(stream, {
-      serializer: this.#serializer,
+      serializer: () => this.#codec(),
       maxMessageSize,
       owner: this,
       onWaitingChange: keepAliveWhileWaiting ? () => this.#holdProcess() : null,
@@ -339,7 +341,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (state !== null) return Promise.reject(state);
     let bytes: Uint8Array;
     try {
-      const encoded: unknown = this.#serializer.encode(obj);
+      const serializer = this.#codec();
+      const encoded: unknown = serializer.encode(obj);
       // A custom serializer may return any view (DataView, Int32Array, a
       // Buffer slice of a pool) or an ArrayBuffer: send exactly its bytes.
       if (!(encoded instanceof Uint8Array)) {
@@ -350,7 +353,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         }
       }
       bytes = bytesOf(encoded, 'the encoded message');
-      return this.#writer.write(bytes, this.#serializer.sharedOutput);
+      return this.#writer.write(bytes, serializer.sharedOutput);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -710,6 +713,10 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   }
 
   // Receiving.
+
+  #codec(): ResolvedSerializer {
+    return (this.#serializer ??= this.#settings.newSerializer());
+  }
 
   /** With keepAlive 'while-waiting': ref the transport only while someone waits on it. */
   #holdProcess(): void {

@@ -41,7 +41,8 @@ interface PendingReceive extends Waiter<unknown> {
 }
 
 export interface ReceiverOptions {
-  serializer: ResolvedSerializer;
+  /** The connection's serializer, asked for when a message is first decoded. */
+  serializer: () => ResolvedSerializer;
   maxMessageSize: number;
   /** The connection, as diagnostics events name it. */
   owner: object;
@@ -69,7 +70,8 @@ const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
  */
 export class Receiver {
   readonly #stream: Duplex;
-  readonly #serializer: ResolvedSerializer;
+  readonly #serializerOf: () => ResolvedSerializer;
+  #serializer: ResolvedSerializer | null = null;
   readonly #decoder: FrameDecoder;
   readonly #owner: object;
   readonly #onWaitingChange: (() => void) | null;
@@ -88,7 +90,7 @@ export class Receiver {
 
   constructor(stream: Duplex, options: ReceiverOptions) {
     this.#stream = stream;
-    this.#serializer = options.serializer;
+    this.#serializerOf = options.serializer;
     this.#owner = options.owner;
     this.#onWaitingChange = options.onWaitingChange;
     this.#ready = new Notifier(options.onWaitingChange ?? undefined);
@@ -444,7 +446,7 @@ export class Receiver {
         return payload;
       case ReceiveKind.Value:
         try {
-          return this.#serializer.decode(payload);
+          return (this.#serializer ??= this.#serializerOf()).decode(payload);
         } catch (err) {
           throw challengeHint(payload) ?? err;
         }

@@ -152,14 +152,17 @@ export class ConnectionSettings {
   readonly maxMessageSize: number;
   readonly #serializer: SerializerOption | undefined;
   readonly #maxDepth: number | undefined;
-  /** The serializer made when the option was checked: the first connection uses it. */
+  /** The serializer made when a custom one was checked: the first connection uses it. */
   #checked: ResolvedSerializer | null;
 
   constructor(opts: { serializer?: unknown; maxMessageSize?: unknown; maxDepth?: unknown }) {
     this.maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.#maxDepth = depthLimit(opts.maxDepth);
-    this.#serializer = opts.serializer as SerializerOption | undefined;
-    this.#checked = resolveSerializer(this.#serializer, this.#maxDepth);
+    const serializer = opts.serializer;
+    this.#serializer = serializer as SerializerOption | undefined;
+    // A built-in one's name is all there is to check; it is made when a connection first needs it.
+    const builtIn = serializer === undefined || serializer === 'msgpack' || serializer === 'json' || serializer === 'pickle';
+    this.#checked = builtIn ? null : resolveSerializer(this.#serializer, this.#maxDepth);
   }
 
   /** A serializer of its own for one connection (a built-in one reuses its buffers across that connection's messages). */
