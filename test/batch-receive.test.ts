@@ -7,6 +7,7 @@
  */
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { type Connection, EOFError, Listener, Pipe, spawn, wait } from 'mpconn';
@@ -495,6 +496,77 @@ describe('batch receives', () => {
       expect(batch).to.deep.equal(['a']);
       if (child.exitCode === null) await within(once(child, 'exit'), 10_000, 'the child to exit');
       expect(child.exitCode).to.equal(0);
+    });
+  });
+
+  describe('property', () => {
+    type Op = { kind: 'bytes' | 'many' | 'into' | 'abort'; max: number };
+    const opArb = fc.record({ kind: fc.constantFrom<Op['kind']>('bytes', 'many', 'into', 'abort'), max: fc.integer({ min: 1, max: 6 }) });
+
+    it('any mix of single, batch and aborted receives, over any chunking, delivers every message once and in call order', async function () {
+      this.timeout(120_000);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 40 }),
+          fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 20 }),
+          fc.array(opArb, { minLength: 1, maxLength: 30 }),
+          async (sizes, cuts, ops) => {
+            const p = await rawPeer();
+            try {
+              const messages = sizes.map((n, i) => patterned(n, i + 1));
+              const wire = Buffer.concat(messages.map((m) => frame(m)));
+              // The wire cut where `cuts` say (cycled), written one piece at a time with receives issued in between.
+              const pieces: Buffer[] = [];
+              for (let at = 0, i = 0; at < wire.length; i++) {
+                const n = cuts[i % cuts.length]!;
+                pieces.push(wire.subarray(at, at + n));
+                at += n;
+              }
+              const calls: { op: Op; done: Promise<{ got: Buffer[] } | { error: unknown }>; controller: AbortController | null }[] = [];
+              const issue = (op: Op): void => {
+                const controller = op.kind === 'abort' ? new AbortController() : null;
+                let call: Promise<Buffer[]>;
+                if (op.kind === 'bytes') call = p.conn.recvBytes().then((m) => [m]);
+                else if (op.kind === 'into') {
+                  const into = Buffer.alloc(64);
+                  call = p.conn.recvBytesInto(into).then((n) => [Buffer.from(into.subarray(0, n))]);
+                } else call = p.conn.recvBytesMany({ max: op.max, ...(controller !== null ? { signal: controller.signal } : {}) });
+                calls.push({ op, controller, done: call.then((got) => ({ got }), (error: unknown) => ({ error })) });
+              };
+              let next = 0;
+              for (const piece of pieces) {
+                if (next < ops.length) issue(ops[next++]!);
+                await writeRaw(p.raw, piece);
+                await new Promise((resolve) => setImmediate(resolve));
+                for (const c of calls) c.controller?.abort(new Error('aborted'));
+              }
+              while (next < ops.length) issue(ops[next++]!);
+              await endRaw(p.raw);
+              const flat: Buffer[] = [];
+              for (const c of calls) {
+                const r = await within(c.done, 10_000, 'a receive');
+                if ('got' in r) {
+                  expect(r.got.length).to.be.within(1, c.op.kind === 'bytes' || c.op.kind === 'into' ? 1 : c.op.max);
+                  flat.push(...r.got);
+                } else if (!(r.error instanceof EOFError)) {
+                  expect(c.op.kind, String(r.error)).to.equal('abort');
+                  expect((r.error as Error).message).to.equal('aborted');
+                }
+              }
+              for (;;) {
+                const r = await p.conn.recvBytesMany().then((got) => got, (error: unknown) => error);
+                if (r instanceof EOFError) break;
+                flat.push(...(r as Buffer[]));
+              }
+              expect(flat.length).to.equal(messages.length);
+              for (const [i, m] of flat.entries()) expect(m.equals(messages[i]!), `message ${i}`).to.equal(true);
+            } finally {
+              await p.dispose();
+            }
+          },
+        ),
+        { numRuns: 40 },
+      );
     });
   });
 
