@@ -14,7 +14,7 @@
  * @module
  */
 export { Connection } from './connection/index.js';
-export type { CloseOptions, ConnectionOptions, RecvOptions, RecvValueOptions } from './connection/index.js';
+export type { BatchesOptions, ByteBatchesOptions, CloseOptions, ConnectionOptions, RecvManyOptions, RecvOptions, RecvValueManyOptions, RecvValueOptions } from './connection/index.js';
 export { Client, connect, Listener, Pipe, addressType, arbitraryAddress } from './listener/index.js';
 export type { AcceptOptions, Address, ClientOptions, Family, InetAddress, ListenerEvents, ListenerOptions } from './listener/index.js';
 export { answerChallenge, deliverChallenge } from './auth/index.js';

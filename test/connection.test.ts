@@ -14,6 +14,7 @@ import {
 } from 'mpconn';
 import { expectProtocol, expectState } from './helpers/connections.js';
 import {
+  countLoopTurns,
   endRaw,
   frame,
   header,
@@ -44,23 +45,6 @@ async function peer(options?: Parameters<typeof rawPeer>[0], tcp = false): Promi
   const p = await rawPeer(options, tcp);
   open.push({ close: () => p.dispose() });
   return p;
-}
-
-/** Counts event-loop turns (setImmediate callbacks) until `stop()`, which returns the count. */
-function countLoopTurns(): { stop(): number } {
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    turns++;
-    if (running) setImmediate(spin);
-  };
-  setImmediate(spin);
-  return {
-    stop: () => {
-      running = false;
-      return turns;
-    },
-  };
 }
 
 /** Resolves once the peer's end of stream reached `socket` (every chunk before it has been handled). */

@@ -86,7 +86,15 @@ describe('README runnable blocks', () => {
       'node-client-of-python-listener',
       'node-listener',
       'python-client-of-node-listener',
+      'batches',
     ]);
+  });
+
+  it('the batches example prints what the README says', async () => {
+    const node = await run(process.execPath, [file('batches', {})]).done;
+    expect(node.stderr).to.equal('');
+    expect(node.code).to.equal(0);
+    expect(node.stdout.trim()).to.equal('1000');
   });
 
   const py = newestPython();

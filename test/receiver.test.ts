@@ -31,7 +31,7 @@ async function fedReceiver(maxMessageSize = 1 << 20): Promise<Fed> {
   server.close();
   rmSync(dir, { recursive: true, force: true });
   const receiver = new Receiver(near, {
-    serializer: resolveSerializer('msgpack'),
+    serializer: () => resolveSerializer('msgpack'),
     maxMessageSize,
     owner: {},
     onWaitingChange: null,

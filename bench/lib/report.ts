@@ -121,11 +121,12 @@ function renderTable(w: WorkloadSpec, result: WorkloadResult, failures: string[]
     const busy = row.otherShare !== null && row.otherShare > OTHER_LOAD_FLAG ? '*' : '';
     for (const m of w.metrics) cols.push({ row, metric: m.key, head1: row.label + busy, head2: w.metrics.length > 1 ? m.label : '' });
   }
-  const labelWidth = Math.max(28, ...w.configs.map((c) => c.label.length + 2), ...w.ratios.map((r) => r.label.length + (r.target ? r.target.length + 3 : 0) + 2));
+  const shown = w.configs.filter((c) => rows.some((r) => r.cells.some((x) => x.config === c.id)));
+  // Sized by what this report holds, so a system or ratio added since does not reflow an older report's table.
+  const labelWidth = Math.max(28, ...shown.map((c) => c.label.length + 2), ...result.ratios.map((r) => r.label.length + (r.target ? r.target.length + 3 : 0) + 2));
   const colWidth = Math.max(11, ...cols.map((c) => c.head1.length + 2));
   lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head1, colWidth)).join(''));
   if (w.metrics.length > 1) lines.push(pad('', labelWidth) + cols.map((c) => pad(c.head2, colWidth)).join(''));
-  const shown = w.configs.filter((c) => rows.some((r) => r.cells.some((x) => x.config === c.id)));
   for (const c of shown) {
     let line = pad(`  ${c.label}`, labelWidth, true);
     for (const col of cols) {

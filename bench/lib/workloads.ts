@@ -130,6 +130,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     sizes: [64],
     configs: [
       { id: 'mpconn', label: 'mpconn', system: 'mpconn', variant: 'bytes' },
+      { id: 'mpconn-batch', label: 'mpconn batch', system: 'mpconn', variant: 'batch' },
       { id: 'raw-write', label: 'raw write', system: 'raw', variant: 'write' },
       { id: 'raw-coalesced', label: 'raw coalesced', system: 'raw', variant: 'coalesced' },
       { id: 'cpython', label: 'CPython', system: 'cpython', variant: 'bytes' },
@@ -139,6 +140,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     metrics: [msgRate],
     ratios: [
       { label: 'mpconn/raw coalesced', target: '≥0.5', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('raw-coalesced', 'msgPerSec')) },
+      { label: 'mpconn batch/raw coalesced', target: '≥0.5', compute: (g) => ratioOf(g('mpconn-batch', 'msgPerSec'), g('raw-coalesced', 'msgPerSec')) },
       { label: 'mpconn/raw write', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('raw-write', 'msgPerSec')) },
       { label: 'mpconn/CPython', target: '≥5', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('cpython', 'msgPerSec')) },
       { label: 'mpconn/IPC json', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('ipc-json', 'msgPerSec')) },
@@ -226,6 +228,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     sizes: [0],
     configs: [
       { id: 'mpconn', label: 'mpconn', system: 'mpconn', variant: 'msgpack' },
+      { id: 'mpconn-batch', label: 'mpconn batch', system: 'mpconn', variant: 'batch' },
       { id: 'raw-write', label: 'raw+msgpack write', system: 'raw', variant: 'write' },
       { id: 'raw-coalesced', label: 'raw+msgpack coalesced', system: 'raw', variant: 'coalesced' },
       { id: 'cpython', label: 'CPython pickle', system: 'cpython', variant: 'pickle' },
@@ -235,6 +238,7 @@ export const WORKLOADS: WorkloadSpec[] = [
     metrics: [msgRate],
     ratios: [
       { label: 'mpconn/raw coalesced', target: '≥0.8', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('raw-coalesced', 'msgPerSec')) },
+      { label: 'mpconn batch/raw coalesced', target: '≥0.8', compute: (g) => ratioOf(g('mpconn-batch', 'msgPerSec'), g('raw-coalesced', 'msgPerSec')) },
       { label: 'mpconn/raw write', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('raw-write', 'msgPerSec')) },
       { label: 'mpconn/CPython', target: '≥3', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('cpython', 'msgPerSec')) },
       { label: 'mpconn/IPC json', target: '≥2', compute: (g) => ratioOf(g('mpconn', 'msgPerSec'), g('ipc-json', 'msgPerSec')) },

@@ -1,5 +1,6 @@
 /**
- * System "mpconn", through its public API only. Variants: W3 `bytes`
+ * System "mpconn", through its public API only. Variants: W1/W4 `batch`
+ * (the receiver loops on recvBytesMany / recvMany); W3 `bytes`
  * (recvBytes) or `into` (recvBytesInto a reused buffer); W5 `auth` (authkey on
  * both sides) or `noauth`. Senders use the idiomatic `await conn.sendBytes()` /
  * `await conn.send()` loop with one reused buffer.
@@ -52,7 +53,29 @@ async function server(): Promise<void> {
       let messages = 0;
       let crc: number | null = null;
       let lastObject: SmallObject | null = null;
-      if (workload === 'W4') {
+      if (variant === 'batch') {
+        // A batch of whatever is buffered per call; the warm-up's batches stop where the clock starts.
+        let last: unknown = null;
+        while (messages < total) {
+          const warming = messages < spec.warmup;
+          const max = spec.warmup - messages;
+          let batch: unknown[];
+          if (workload === 'W4') batch = warming ? await conn.recvMany({ max }) : await conn.recvMany();
+          else {
+            const buffers = warming ? await conn.recvBytesMany({ max }) : await conn.recvBytesMany();
+            for (const b of buffers) bytes += b.length;
+            batch = buffers;
+          }
+          messages += batch.length;
+          last = batch[batch.length - 1];
+          if (warming && messages === spec.warmup) {
+            t0 = performance.now();
+            cpu0 = process.cpuUsage();
+          }
+        }
+        if (workload === 'W4') lastObject = last as SmallObject;
+        else crc = checksum(last as Buffer);
+      } else if (workload === 'W4') {
         let last: unknown = null;
         for (let i = 0; i < total; i++) {
           last = await conn.recv();

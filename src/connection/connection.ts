@@ -12,9 +12,12 @@ import {
   checkOptionNames,
   ConnectionSettings,
   describe,
+  type ManyOptions,
+  manyOptions,
   options as optionsOf,
   sliceForSend,
   timeoutOr,
+  validator,
 } from '../core/validate.js';
 import { channels, debug, debugging, publish } from './diagnostics.js';
 import { FrameWriter } from './frame-writer.js';
@@ -98,9 +101,91 @@ export interface RecvValueOptions<T = unknown> extends RecvOptions {
   parse?: (value: unknown) => T;
 }
 
+/**
+ * Options of {@link Connection.recvBytesMany}: those of every receive, and
+ * the limits of one batch.
+ *
+ * @example
+ * ```ts
+ * const batch = await conn.recvBytesMany({ max: 100, maxlength: 64 * 1024, timeout: 5_000 });
+ * ```
+ */
+export interface RecvManyOptions extends RecvOptions {
+  /** Most messages one call takes (a positive integer). Default: every message already received. */
+  max?: number;
+  /**
+   * Longest message in bytes, as `recvBytes(maxlength)`: the batch stops
+   * before a longer one, and a call that meets it first rejects with
+   * `ProtocolError` `ERR_MESSAGE_TOO_LONG` and leaves the connection
+   * unreadable. Default `Infinity` (the connection's `maxMessageSize`).
+   */
+  maxlength?: number;
+}
+
+/**
+ * Options of {@link Connection.recvMany}: those of {@link RecvManyOptions},
+ * and `parse`, a validator for each decoded value.
+ *
+ * @example
+ * ```ts
+ * const jobs = await conn.recvMany({ parse: isJob, max: 64 }); // jobs: Job[]
+ * ```
+ */
+export interface RecvValueManyOptions<T = unknown> extends RecvManyOptions {
+  /**
+   * Called with each decoded value; what it returns goes into the batch. If
+   * it throws, the batch ends before that message, which is the next
+   * receive's first (a call that meets it first rejects with the error, and
+   * the message is consumed, as `recv({ parse })` does).
+   */
+  parse?: (value: unknown) => T;
+}
+
+/**
+ * Options of {@link Connection.batches} for batches of decoded values.
+ *
+ * @example
+ * ```ts
+ * for await (const jobs of conn.batches({ max: 256, parse: isJob, signal })) handle(jobs); // jobs: Job[]
+ * ```
+ */
+export interface BatchesOptions<T = unknown> {
+  /** Most messages per batch. Default: every message already received. */
+  max?: number;
+  /** As in {@link RecvManyOptions.maxlength}. */
+  maxlength?: number;
+  /** Ends the iteration: the waiting receive rejects with the signal's reason, which the loop throws; no message is lost. */
+  signal?: AbortSignal;
+  /** As in {@link RecvValueManyOptions.parse}. */
+  parse?: (value: unknown) => T;
+  /** `true` for batches of bytes: see {@link ByteBatchesOptions}. */
+  bytes?: false;
+}
+
+/**
+ * Options of {@link Connection.batches} for batches of the messages' bytes (`Buffer[]`).
+ *
+ * @example
+ * ```ts
+ * for await (const buffers of conn.batches({ bytes: true, max: 1024 })) total += buffers.length;
+ * ```
+ */
+export interface ByteBatchesOptions {
+  bytes: true;
+  /** Most messages per batch. Default: every message already received. */
+  max?: number;
+  /** As in {@link RecvManyOptions.maxlength}. */
+  maxlength?: number;
+  /** As in {@link BatchesOptions.signal}. */
+  signal?: AbortSignal;
+}
+
 const CONNECTION_OPTION_NAMES = ['serializer', 'maxMessageSize', 'maxDepth'] as const;
 const RECV_OPTION_NAMES = ['signal', 'timeout'] as const;
 const RECV_VALUE_OPTION_NAMES = ['signal', 'timeout', 'parse'] as const;
+const RECV_MANY_OPTION_NAMES = ['signal', 'timeout', 'max', 'maxlength'] as const;
+const RECV_VALUE_MANY_OPTION_NAMES = ['signal', 'timeout', 'max', 'maxlength', 'parse'] as const;
+const BATCHES_OPTION_NAMES = ['max', 'maxlength', 'bytes', 'parse', 'signal'] as const;
 const CLOSE_OPTION_NAMES = ['timeout'] as const;
 
 /** Which directions a connection may use (one-way `Pipe` ends use one), and how it holds the process. */
@@ -142,7 +227,9 @@ export const bufferedMessages = Symbol('mpconn.bufferedMessages');
  */
 export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   readonly #stream: Duplex;
-  readonly #serializer: ResolvedSerializer;
+  /** Made on first use (`#codec`): a connection that only authenticates or moves bytes never makes one. */
+  #serializer: ResolvedSerializer | null = null;
+  readonly #settings: ConnectionSettings;
   readonly #receiver: Receiver;
   readonly #writer: FrameWriter;
   readonly #canRead: boolean;
@@ -197,14 +284,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       settings = new ConnectionSettings(opts);
     }
     const maxMessageSize = settings.maxMessageSize;
-    this.#serializer = settings.newSerializer();
+    this.#settings = settings;
     this.#stream = stream;
     this.#canRead = mode.readable;
     this.#canWrite = mode.writable;
     const keepAliveWhileWaiting = mode.keepAlive === 'while-waiting';
     this.#writer = new FrameWriter(stream);
     this.#receiver = new Receiver(stream, {
-      serializer: this.#serializer,
+      serializer: () => this.#codec(),
       maxMessageSize,
       owner: this,
       onWaitingChange: keepAliveWhileWaiting ? () => this.#holdProcess() : null,
@@ -254,7 +341,8 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (state !== null) return Promise.reject(state);
     let bytes: Uint8Array;
     try {
-      const encoded: unknown = this.#serializer.encode(obj);
+      const serializer = this.#codec();
+      const encoded: unknown = serializer.encode(obj);
       // A custom serializer may return any view (DataView, Int32Array, a
       // Buffer slice of a pool) or an ArrayBuffer: send exactly its bytes.
       if (!(encoded instanceof Uint8Array)) {
@@ -265,7 +353,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
         }
       }
       bytes = bytesOf(encoded, 'the encoded message');
-      return this.#writer.write(bytes, this.#serializer.sharedOutput);
+      return this.#writer.write(bytes, serializer.sharedOutput);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -306,9 +394,14 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   recv<T = unknown>(options?: RecvValueOptions<T>): Promise<T> {
-    const parse = options?.parse;
-    if (parse === undefined) return this.#receive(ReceiveKind.Value, Infinity, null, 0, options) as Promise<T>;
-    if (typeof parse !== 'function') return Promise.reject(new TypeError(`parse must be a function, not ${describe(parse)}`));
+    const given = options?.parse;
+    if (given === undefined) return this.#receive(ReceiveKind.Value, Infinity, null, 0, options) as Promise<T>;
+    let parse: (value: unknown) => T;
+    try {
+      parse = validator<T>(given)!;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // After the message is taken: a value the validator refuses costs that receive only.
     return this.#receive(ReceiveKind.Value, Infinity, null, 0, options).then((value) => parse(value));
   }
@@ -334,6 +427,76 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       return Promise.reject(err);
     }
     return this.#receive(ReceiveKind.Bytes, max ?? Infinity, null, 0, options) as Promise<Buffer>;
+  }
+
+  /**
+   * Receives a batch of messages as bytes: waits as {@link recvBytes} does
+   * for the first, then resolves with every message already received, up to
+   * `max`, so a busy reader pays one promise per batch instead of one per
+   * message. Concurrent receives of any kind are served in call order; an
+   * aborted or timed-out batch takes no message with it.
+   *
+   * Messages received before the end of the stream (or an error) come first;
+   * the next call rejects with the end (`EOFError`, `ERR_TRUNCATED`). A batch
+   * stops before a message longer than `maxlength`; a call that meets it
+   * first rejects with `ERR_MESSAGE_TOO_LONG` and the connection can no
+   * longer be read, as with `recvBytes(maxlength)`.
+   *
+   * @example
+   * ```ts
+   * for (;;) {
+   *   const batch = await conn.recvBytesMany({ max: 1024 });
+   *   for (const bytes of batch) handle(bytes);
+   * }
+   * ```
+   */
+  recvBytesMany(options?: RecvManyOptions): Promise<Buffer[]> {
+    return this.#receiveMany(ReceiveKind.Bytes, options, RECV_MANY_OPTION_NAMES) as Promise<Buffer[]>;
+  }
+
+  /**
+   * Receives a batch of values, decoded by the connection's serializer: as
+   * {@link recvBytesMany}, with `parse` to validate each value. A message
+   * the serializer (or `parse`) refuses ends the batch before it; the next
+   * call rejects with its error, the message consumed and the connection
+   * still usable, as `recv()` does.
+   *
+   * @example
+   * ```ts
+   * const values = await conn.recvMany<{ id: number }>({ timeout: 5000 });
+   * ```
+   */
+  recvMany<T = unknown>(options?: RecvValueManyOptions<T>): Promise<T[]> {
+    return this.#receiveMany(ReceiveKind.Value, options, RECV_VALUE_MANY_OPTION_NAMES) as Promise<T[]>;
+  }
+
+  /**
+   * Batches of received messages until the peer closes (or this side does),
+   * as `for await (const msg of conn)` gives them one by one: each batch is
+   * a {@link recvMany} (or, with `bytes: true`, a {@link recvBytesMany}).
+   * The options are checked here, at the call.
+   *
+   * @example
+   * ```ts
+   * for await (const batch of conn.batches({ max: 256 })) {
+   *   for (const msg of batch) handle(msg);
+   * }
+   * for await (const buffers of conn.batches({ bytes: true })) total += buffers.length;
+   * ```
+   */
+  batches(options: ByteBatchesOptions): AsyncGenerator<Buffer[], void>;
+  batches<T = unknown>(options?: BatchesOptions<T>): AsyncGenerator<T[], void>;
+  batches(options?: BatchesOptions | ByteBatchesOptions): AsyncGenerator<unknown[], void> {
+    const opts = optionsOf<{ bytes?: unknown; parse?: unknown; max?: unknown; maxlength?: unknown; signal?: unknown }>(options, 'options');
+    checkOptionNames(opts, BATCHES_OPTION_NAMES, 'batches() options');
+    const limits = manyOptions(opts);
+    const bytes = opts.bytes;
+    if (bytes !== undefined && typeof bytes !== 'boolean') throw new TypeError(`bytes must be a boolean, not ${describe(bytes)}`);
+    const parse = validator(opts.parse);
+    if (bytes === true && parse !== null) throw new TypeError('batches({ bytes: true }) gives Buffers: it takes no parse');
+    const signal = cancelOptions({ signal: opts.signal }).signal;
+    const kind = bytes === true ? ReceiveKind.Bytes : ReceiveKind.Value;
+    return untilEnd(() => this.#takeBatch(kind, limits, parse, signal, undefined), isIterationEnd);
   }
 
   /**
@@ -505,10 +668,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   /** Receives messages until the peer closes (or this side does). */
   [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    return untilEnd(
-      () => this.recv(),
-      (err) => err instanceof EOFError || (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED'),
-    );
+    return untilEnd(() => this.recv(), isIterationEnd);
   }
 
   /**
@@ -554,6 +714,10 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
 
   // Receiving.
 
+  #codec(): ResolvedSerializer {
+    return (this.#serializer ??= this.#settings.newSerializer());
+  }
+
   /** With keepAlive 'while-waiting': ref the transport only while someone waits on it. */
   #holdProcess(): void {
     const s = this.#stream as Duplex & { ref?: () => void; unref?: () => void };
@@ -595,6 +759,49 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     if (cancel.signal?.aborted) return Promise.reject(cancel.signal.reason);
     return this.#receiver.receive(kind, maxlength, view, offset, cancel.signal, cancel.timeout);
   }
+
+  #receiveMany(
+    kind: ReceiveKind.Bytes | ReceiveKind.Value,
+    options: RecvValueManyOptions | undefined,
+    names: readonly string[],
+  ): Promise<unknown[]> {
+    if (options === undefined) return this.#takeBatch(kind, ALL, null, undefined, undefined);
+    let limits: ManyOptions;
+    let parse: ((value: unknown) => unknown) | null;
+    let cancel: CancelOptions;
+    try {
+      const opts = optionsOf(options, 'options');
+      checkOptionNames(opts, names, kind === ReceiveKind.Value ? 'recvMany() options' : 'recvBytesMany() options');
+      limits = manyOptions(opts);
+      parse = validator(opts.parse);
+      cancel = cancelOptions(opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#takeBatch(kind, limits, parse, cancel.signal, cancel.timeout);
+  }
+
+  /** One batch, the options already checked. */
+  #takeBatch(
+    kind: ReceiveKind.Bytes | ReceiveKind.Value,
+    limits: ManyOptions,
+    parse: ((value: unknown) => unknown) | null,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+  ): Promise<unknown[]> {
+    const state = this.#readState();
+    if (state !== null) return Promise.reject(state);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#receiver.receiveMany(kind, limits.max, limits.maxlength, parse, signal, timeout);
+  }
+}
+
+/** A batch without limits. */
+const ALL: ManyOptions = { max: Infinity, maxlength: Infinity };
+
+/** What ends `for await` over a connection: the end of the stream, or this side closed. */
+function isIterationEnd(err: unknown): boolean {
+  return err instanceof EOFError || (err instanceof ConnectionStateError && err.code === 'ERR_CLOSED');
 }
 
 function closedError(): ConnectionStateError {

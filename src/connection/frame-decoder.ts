@@ -61,8 +61,8 @@ export class FrameDecoder {
   readonly #handler: FrameHandler;
   readonly #maxMessageSize: number;
   #state = State.Header;
-  /** Header bytes that arrived split across chunks. */
-  readonly #headerBytes = Buffer.alloc(8);
+  /** Header bytes that arrived split across chunks (made when that first happens: most connections never need it). */
+  #headerBytes: Buffer | null = null;
   #headerGot = 0;
   /** Payload length of the frame being read. */
   #length = 0;
@@ -174,7 +174,7 @@ export class FrameDecoder {
             pos = this.#gatherHeader(chunk, pos, 4);
             if (this.#headerGot < 4) return;
             this.#headerGot = 0;
-            length = this.#headerBytes.readInt32BE(0);
+            length = this.#headerBytes!.readInt32BE(0);
           }
           if (length === -1) {
             this.#state = State.LongHeader;
@@ -197,7 +197,7 @@ export class FrameDecoder {
           pos = this.#gatherHeader(chunk, pos, 8);
           if (this.#headerGot < 8) return;
           this.#headerGot = 0;
-          const long = this.#headerBytes.readBigUInt64BE(0);
+          const long = this.#headerBytes!.readBigUInt64BE(0);
           const length = long > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(long);
           pos = this.#beginPayload(length, chunk, pos);
           if (pos < 0) return;
@@ -245,7 +245,7 @@ export class FrameDecoder {
   /** Header bytes split across chunks: copies from `pos` until `size` are held; returns where they end in `chunk`. */
   #gatherHeader(chunk: Buffer, pos: number, size: number): number {
     const take = Math.min(size - this.#headerGot, chunk.length - pos);
-    chunk.copy(this.#headerBytes, this.#headerGot, pos, pos + take);
+    chunk.copy((this.#headerBytes ??= Buffer.alloc(8)), this.#headerGot, pos, pos + take);
     this.#headerGot += take;
     return pos + take;
   }

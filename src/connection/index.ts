@@ -1,3 +1,3 @@
 /** Framing and the Connection class. */
 export { Connection } from './connection.js';
-export type { CloseOptions, ConnectionOptions, RecvOptions, RecvValueOptions } from './connection.js';
+export type { BatchesOptions, ByteBatchesOptions, CloseOptions, ConnectionOptions, RecvManyOptions, RecvOptions, RecvValueManyOptions, RecvValueOptions } from './connection.js';

@@ -28,7 +28,11 @@ export const enum ReadState {
 
 interface PendingReceive extends Waiter<unknown> {
   kind: ReceiveKind;
+  /** 0: one message; above 0, a batch (`receiveMany`) of at most this many. */
+  max: number;
   maxlength: number;
+  /** A batch of values: the caller's validator, applied to each decoded value. */
+  parse: ((value: unknown) => unknown) | null;
   /** Into: the caller's buffer as bytes, and where to start writing. */
   view: Uint8Array | null;
   offset: number;
@@ -37,7 +41,8 @@ interface PendingReceive extends Waiter<unknown> {
 }
 
 export interface ReceiverOptions {
-  serializer: ResolvedSerializer;
+  /** The connection's serializer, asked for when a message is first decoded. */
+  serializer: () => ResolvedSerializer;
   maxMessageSize: number;
   /** The connection, as diagnostics events name it. */
   owner: object;
@@ -65,7 +70,8 @@ const CHALLENGE_PREFIX = Buffer.from('#CHALLENGE#');
  */
 export class Receiver {
   readonly #stream: Duplex;
-  readonly #serializer: ResolvedSerializer;
+  readonly #serializerOf: () => ResolvedSerializer;
+  #serializer: ResolvedSerializer | null = null;
   readonly #decoder: FrameDecoder;
   readonly #owner: object;
   readonly #onWaitingChange: (() => void) | null;
@@ -79,10 +85,12 @@ export class Receiver {
   /** Ending: the end is reported once, then the side is Unreadable (bad framing, too long). */
   #endOnce = false;
   readonly #ready: Notifier;
+  /** What the last `#takeMany` took, in bytes (for the turn budget). */
+  #takenBytes = 0;
 
   constructor(stream: Duplex, options: ReceiverOptions) {
     this.#stream = stream;
-    this.#serializer = options.serializer;
+    this.#serializerOf = options.serializer;
     this.#owner = options.owner;
     this.#onWaitingChange = options.onWaitingChange;
     this.#ready = new Notifier(options.onWaitingChange ?? undefined);
@@ -130,6 +138,8 @@ export class Receiver {
   push(chunk: Buffer): void {
     if (this.#state === ReadState.Closed) return;
     this.#decoder.push(chunk);
+    // A batch receive first in line gathers the messages of the whole chunk in the inbox: it takes them now.
+    if (this.#inbox.length > 0 && this.#pending.length > 0) this.#servePending();
   }
 
   /** The stream ended (`cause`: the error that ended it). */
@@ -182,37 +192,161 @@ export class Receiver {
     signal: AbortSignal | undefined,
     timeout: number | undefined,
   ): Promise<unknown> {
-    const message = this.#inbox.shift();
-    if (message !== undefined) {
-      // A message is waiting: no queue entry, no executor (the hot path of a busy reader).
-      this.#takeFromInbox(message);
-      const later = spendTurn(message.length);
-      if (later !== undefined) return later.then(() => this.#take(kind, maxlength, view, offset, message));
-      try {
-        return Promise.resolve(this.#take(kind, maxlength, view, offset, message));
-      } catch (err) {
-        return Promise.reject(err);
+    if (this.#inbox.length > 0) {
+      // Messages wait in the inbox while receives are pending only inside a chunk: then this one queues behind them.
+      if (this.#pending.length === 0) {
+        // A message is waiting: no queue entry, no executor (the hot path of a busy reader).
+        const message = this.#inbox.shift()!;
+        this.#takeFromInbox(message);
+        const later = spendTurn(message.length);
+        if (later !== undefined) return later.then(() => this.#take(kind, maxlength, view, offset, message));
+        try {
+          return Promise.resolve(this.#take(kind, maxlength, view, offset, message));
+        } catch (err) {
+          return Promise.reject(err);
+        }
       }
+    } else if (this.#state === ReadState.Ending) {
+      return Promise.reject(this.#takeEnd());
     }
-    if (this.#state === ReadState.Ending) return Promise.reject(this.#takeEnd());
-    return new Promise((resolve, reject) => {
-      const r: PendingReceive = { kind, maxlength, view, offset, filling: false, resolve, reject, disarm: null };
-      const onWaitingChange = this.#onWaitingChange;
-      if (onWaitingChange !== null) {
-        // Settling always follows removal from the queue, so this sees the new count.
-        r.resolve = (value) => {
-          resolve(value);
-          onWaitingChange();
-        };
-        r.reject = (reason) => {
-          reject(reason);
-          onWaitingChange();
-        };
+    return new Promise((resolve, reject) =>
+      this.#wait({ kind, max: 0, maxlength, parse: null, view, offset, filling: false, resolve, reject, disarm: null }, signal, timeout),
+    );
+  }
+
+  /**
+   * A batch: waits as `receive` does for the first message, then takes every
+   * message already received, up to `max`, in call order with the other
+   * receives. A batch stops before a message it cannot take (longer than
+   * `maxlength`, or one the serializer or `parse` refuses), which is then the
+   * next receive's first; only when that message is the first does the batch
+   * reject, as `receive` would. Bytes or decoded values (`kind`).
+   */
+  receiveMany(
+    kind: ReceiveKind.Bytes | ReceiveKind.Value,
+    max: number,
+    maxlength: number,
+    parse: ((value: unknown) => unknown) | null,
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+  ): Promise<unknown[]> {
+    if (this.#inbox.length > 0) {
+      if (this.#pending.length === 0) {
+        let batch: unknown[];
+        try {
+          batch = this.#takeMany(kind, max, maxlength, parse);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        // One turn for the batch: a loop of batches that resolve at once still yields to the event loop.
+        const later = spendTurn(this.#takenBytes);
+        return later === undefined ? Promise.resolve(batch) : later.then(() => batch);
       }
-      this.#pending.add(r, signal, timeout);
-      onWaitingChange?.();
-      if (this.#pending.length === 1) this.#checkFront();
-    });
+    } else if (this.#state === ReadState.Ending) {
+      return Promise.reject(this.#takeEnd());
+    }
+    return new Promise((resolve, reject) =>
+      this.#wait(
+        { kind, max, maxlength, parse, view: null, offset: 0, filling: false, resolve: resolve as (value: unknown) => void, reject, disarm: null },
+        signal,
+        timeout,
+      ),
+    );
+  }
+
+  /** Puts `r` last in line. */
+  #wait(r: PendingReceive, signal: AbortSignal | undefined, timeout: number | undefined): void {
+    const onWaitingChange = this.#onWaitingChange;
+    if (onWaitingChange !== null) {
+      // Settling always follows removal from the queue, so this sees the new count.
+      const { resolve, reject } = r;
+      r.resolve = (value) => {
+        resolve(value);
+        onWaitingChange();
+      };
+      r.reject = (reason) => {
+        reject(reason);
+        onWaitingChange();
+      };
+    }
+    this.#pending.add(r, signal, timeout);
+    onWaitingChange?.();
+    if (this.#pending.length === 1) this.#checkFront();
+  }
+
+  /**
+   * Takes up to `max` messages from the inbox (which holds at least one) as
+   * bytes or values. Stops before a message it cannot take, leaving it first
+   * in the inbox; throws that message's error (consumed, as a single receive
+   * would) only when it is the first.
+   */
+  #takeMany(kind: ReceiveKind, max: number, maxlength: number, parse: ((value: unknown) => unknown) | null): unknown[] {
+    const batch: unknown[] = [];
+    let bytes = 0;
+    while (batch.length < max) {
+      const payload = this.#inbox.shift();
+      if (payload === undefined) break;
+      let value: unknown;
+      if (payload.length > maxlength) {
+        if (batch.length > 0) {
+          this.#inbox.unshift(payload);
+          break;
+        }
+        this.#takeFromInbox(payload);
+        throw this.#tooLong(maxlength, payload.length);
+      }
+      if (kind === ReceiveKind.Bytes) {
+        value = payload;
+      } else {
+        try {
+          value = this.#take(kind, maxlength, null, 0, payload);
+          if (parse !== null) value = parse(value);
+        } catch (err) {
+          if (batch.length > 0) {
+            this.#inbox.unshift(payload);
+            break;
+          }
+          this.#takeFromInbox(payload);
+          throw err;
+        }
+      }
+      this.#takeFromInbox(payload);
+      batch.push(value);
+      bytes += payload.length;
+    }
+    this.#takenBytes = bytes;
+    return batch;
+  }
+
+  /**
+   * Serves the receives in line from the inbox, oldest first, while there
+   * are both: a batch first in line lets a chunk's messages gather in the
+   * inbox, and whatever the batch leaves (over its `max`, or a message it
+   * stopped before) goes to the receives behind it.
+   */
+  #servePending(): void {
+    while (this.#inbox.length > 0) {
+      const r = this.#pending.shift();
+      if (r === undefined) break;
+      if (r.max === 0) {
+        const message = this.#inbox.shift()!;
+        this.#takeFromInbox(message);
+        this.#deliver(r, message, false);
+        continue;
+      }
+      let batch: unknown[];
+      try {
+        batch = this.#takeMany(r.kind, r.max, r.maxlength, r.parse);
+      } catch (err) {
+        r.reject(err);
+        if (this.#state === ReadState.Unreadable) this.#failPending();
+        continue;
+      }
+      r.resolve(batch);
+    }
+    if (this.#pending.length > 0) this.#checkFront();
+    // Not said when the first of them arrived (a receive was there to take it).
+    else if (this.#inbox.length > 0) this.#ready.notify();
   }
 
   #takeFromInbox(message: Buffer): void {
@@ -238,6 +372,8 @@ export class Receiver {
     const length = this.#decoder.currentFrameLength;
     if (r === undefined || length < 0) return;
     if (length > r.maxlength) {
+      // A batch takes the messages before this one; the next receive meets it first.
+      if (r.max > 0 && this.#inbox.length > 0) return;
       this.#pending.shift();
       this.#rejectTooLong(r, length);
     } else if (!r.filling && r.kind === ReceiveKind.Into && length > 0 && length <= r.view!.byteLength - r.offset) {
@@ -250,6 +386,7 @@ export class Receiver {
     const r = this.#pending.peek();
     if (r === undefined) return null;
     if (length > r.maxlength) {
+      if (r.max > 0 && this.#inbox.length > 0) return null; // as in #checkFront
       this.#pending.shift();
       this.#rejectTooLong(r, length);
       return false;
@@ -262,25 +399,27 @@ export class Receiver {
   }
 
   #onFrame(payload: Buffer, direct: boolean): void {
-    const r = this.#pending.shift();
+    const r = this.#pending.peek();
     if (direct && r?.filling !== true) {
       // Written into a buffer whose receive is gone (it detaches first, so this
       // should not happen): never hand one caller's memory to anyone else.
       payload = Buffer.from(payload);
       direct = false;
     }
-    if (r !== undefined) {
+    if (r !== undefined && r.max === 0) {
+      this.#pending.shift();
       this.#deliver(r, payload, direct);
       if (this.#pending.length > 0) this.#checkFront();
       return;
     }
+    // No one waits, or a batch does: it takes what the chunk holds once the chunk is read (`push`).
     this.#inbox.push(payload);
     this.#inboxCost += payload.length + MESSAGE_OVERHEAD;
     if (!this.#paused && this.#inboxCost > INBOX_HIGH_WATER) {
       this.#paused = true;
       this.#stream.pause();
     }
-    if (this.#inbox.length === 1) this.#ready.notify();
+    if (this.#inbox.length === 1 && r === undefined) this.#ready.notify();
   }
 
   #deliver(r: PendingReceive, payload: Buffer, direct: boolean): void {
@@ -307,7 +446,7 @@ export class Receiver {
         return payload;
       case ReceiveKind.Value:
         try {
-          return this.#serializer.decode(payload);
+          return (this.#serializer ??= this.#serializerOf()).decode(payload);
         } catch (err) {
           throw challengeHint(payload) ?? err;
         }
@@ -384,6 +523,8 @@ export class Receiver {
     this.#state = ReadState.Ending;
     this.#end = end;
     this.#endOnce = once;
+    // A batch first in line takes the messages before the end.
+    if (this.#inbox.length > 0 && this.#pending.length > 0) this.#servePending();
     // Receives wait only while the inbox is empty, so the end is theirs now.
     for (const r of this.#pending.drain()) this.#settleError(r, this.#takeEnd());
     this.#ready.notify();

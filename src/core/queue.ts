@@ -17,6 +17,12 @@ export class Queue<T> {
     this.#items.push(item);
   }
 
+  /** Puts `item` back in front (what was just shifted and turned out not to be taken). */
+  unshift(item: T): void {
+    if (this.#head > 0) this.#items[--this.#head] = item;
+    else this.#items.unshift(item);
+  }
+
   shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head];

@@ -97,6 +97,34 @@ export function cancelOptions(opts: { signal?: unknown; timeout?: unknown }, fal
   return { signal, timeout };
 }
 
+/** A receive that takes many messages (`recvMany`, `recvBytesMany`, `batches`), its limits checked. */
+export interface ManyOptions {
+  /** Most messages one call takes; `Infinity`: every message buffered. */
+  max: number;
+  /** Longest message, in bytes; `Infinity`: no limit beyond the connection's `maxMessageSize`. */
+  maxlength: number;
+}
+
+/** `max` (a positive integer, or `Infinity`) and `maxlength` (a byte count, or `Infinity`) of a receive of many messages. */
+export function manyOptions(opts: { max?: unknown; maxlength?: unknown }): ManyOptions {
+  const max = opts.max;
+  let most = Infinity;
+  if (max !== undefined && max !== null && max !== Infinity) {
+    if (typeof max !== 'number') throw new TypeError(`max must be a number of messages, not ${describe(max)}`);
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`max must be a positive integer (or Infinity), got ${max}`);
+    most = max;
+  }
+  const maxlength = opts.maxlength === Infinity ? Infinity : (byteCount(opts.maxlength, 'maxlength') ?? Infinity);
+  return { max: most, maxlength };
+}
+
+/** A `parse` option (a validator of decoded values): a function, or left out. */
+export function validator<T>(value: unknown): ((value: unknown) => T) | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'function') throw new TypeError(`parse must be a function, not ${describe(value)}`);
+  return value as (value: unknown) => T;
+}
+
 export function abortSignal(value: unknown): AbortSignal | undefined {
   if (value === undefined || value === null) return undefined;
   if (!(value instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, not ${describe(value)}`);
@@ -124,14 +152,17 @@ export class ConnectionSettings {
   readonly maxMessageSize: number;
   readonly #serializer: SerializerOption | undefined;
   readonly #maxDepth: number | undefined;
-  /** The serializer made when the option was checked: the first connection uses it. */
+  /** The serializer made when a custom one was checked: the first connection uses it. */
   #checked: ResolvedSerializer | null;
 
   constructor(opts: { serializer?: unknown; maxMessageSize?: unknown; maxDepth?: unknown }) {
     this.maxMessageSize = byteCount(opts.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.#maxDepth = depthLimit(opts.maxDepth);
-    this.#serializer = opts.serializer as SerializerOption | undefined;
-    this.#checked = resolveSerializer(this.#serializer, this.#maxDepth);
+    const serializer = opts.serializer;
+    this.#serializer = serializer as SerializerOption | undefined;
+    // A built-in one's name is all there is to check; it is made when a connection first needs it.
+    const builtIn = serializer === undefined || serializer === 'msgpack' || serializer === 'json' || serializer === 'pickle';
+    this.#checked = builtIn ? null : resolveSerializer(this.#serializer, this.#maxDepth);
   }
 
   /** A serializer of its own for one connection (a built-in one reuses its buffers across that connection's messages). */

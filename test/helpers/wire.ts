@@ -206,3 +206,20 @@ export async function until(condition: () => boolean, ms: number, what: string):
 
 export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Counts event-loop turns (setImmediate callbacks) until `stop()`, which returns the count. */
+export function countLoopTurns(): { stop(): number } {
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    turns++;
+    if (running) setImmediate(spin);
+  };
+  setImmediate(spin);
+  return {
+    stop: () => {
+      running = false;
+      return turns;
+    },
+  };
+}
