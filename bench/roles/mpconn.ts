@@ -1,6 +1,7 @@
 /**
  * System "mpconn", through its public API only. Variants: W1/W4 `batch`
- * (the receiver loops on recvBytesMany / recvMany); W3 `bytes`
+ * (the receiver loops on recvBytesMany / recvMany, the sender awaits every
+ * 256th send instead of each); W3 `bytes`
  * (recvBytes) or `into` (recvBytesInto a reused buffer); W5 `auth` (authkey on
  * both sides) or `noauth`. Senders use the idiomatic `await conn.sendBytes()` /
  * `await conn.send()` loop with one reused buffer.
@@ -12,6 +13,8 @@ import { AUTHKEY, cpuMs, emit, latencySummary, roleArgs, serveCommands, type Ben
 const args = roleArgs();
 const { workload, variant } = args;
 const authkey = workload === 'W5' && variant === 'auth' ? AUTHKEY : null;
+/** W1/W4 `batch`: the sender awaits every PIPELINE-th send. */
+const PIPELINE = 256;
 
 function toAddress(a: BenchAddress): Address {
   return typeof a === 'string' ? a : [a[0], a[1]];
@@ -156,6 +159,23 @@ async function client(): Promise<void> {
         if (i >= spec.warmup) lat[i - spec.warmup] = (performance.now() - t) * 1000;
       }
       extra = { roundTrips: total, lastReplyChecksum: reply !== null ? checksum(reply) : null, ...latencySummary(lat) };
+    } else if (variant === 'batch') {
+      // Pipelined, as a streaming sender would write it: sends go out in call
+      // order, so awaiting every PIPELINE-th one applies the backpressure (the
+      // promises resolve in order). W1 cycles through 2 × PIPELINE buffers: a
+      // buffer is reused only after the send that last carried it resolved.
+      const ring = workload === 'W4' ? [] : Array.from({ length: 2 * PIPELINE }, () => senderBuffer(spec.size));
+      let sent: Promise<void> = Promise.resolve();
+      for (let i = 0; i < total; i++) {
+        if (workload === 'W4') sent = conn.send(smallObject(i));
+        else {
+          const buf = ring[i % ring.length]!;
+          stamp(buf, i);
+          sent = conn.sendBytes(buf);
+        }
+        if (i % PIPELINE === PIPELINE - 1) await sent;
+      }
+      await sent;
     } else if (workload === 'W4') {
       for (let i = 0; i < total; i++) await conn.send(smallObject(i));
     } else {
