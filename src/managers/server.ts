@@ -16,10 +16,11 @@ import type { Connection } from '../connection/index.js';
 import { PyObject, Tuple } from '../serializers/index.js';
 import { DEFAULT_MAX_DEPTH } from '../serializers/depth.js';
 import { PickleDecoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
-import { runInCall, runInTrackedCall } from './context.js';
+import { PickleEncoder } from '../serializers/pickle/encoder.js';
+import { applyInCall, applyInTrackedCall, runInCall, runInTrackedCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
-import type { Request } from './protocol.js';
+import type { Reply, Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
 import { isPlainSyncObject, isSyncObject, syncTypeids } from './sync/typeids.js';
@@ -102,6 +103,8 @@ interface Registration {
 /** One client connection: the owner its calls run as, and the signal that aborts when it goes. */
 class Caller {
   readonly controller = new AbortController();
+  /** This connection's replies are pickled here: it lends each one's bytes until the next (see `sendReply`). */
+  readonly encoder = new PickleEncoder(REPLY_BUFFER_BYTES);
   /** Replaced once, when `accept_connection` names the client thread. */
   context: CallContext;
 
@@ -139,6 +142,12 @@ const REBUILD_PROXY_NAME = Buffer.from('RebuildProxy');
 
 /** Calls one connection may serve back to back before it lets the event loop serve the others. */
 const YIELD_EVERY = 32;
+
+/** The largest reply buffer a connection keeps for its next reply (a bigger one is let go after its reply). */
+const REPLY_BUFFER_BYTES = 64 * 1024;
+
+/** The commonest reply (a method returning None, as `__setitem__` does), pickled once: what the encoder writes for it. */
+const RETURN_NONE = pickleDumps(new Tuple('#RETURN', null));
 
 /** How long `close()` lets each client connection flush before it stops waiting for it. */
 const CLOSE_FLUSH_MS = 2000;
@@ -346,18 +355,18 @@ export class ManagerServer implements AsyncDisposable {
         (r) => r.method === 'create' && typeof r.args[0] === 'string' && this.#registry.get(r.args[0])?.lossless === true,
       );
       if (request instanceof Error) {
-        await send(conn, tracebackReply(request));
+        await send(caller, tracebackReply(request));
         return;
       }
       if (request.method === 'accept_connection') {
         const [name] = request.args;
         if (typeof name === 'string') caller.rename(name);
-        if (!(await send(conn, encodeReply('#RETURN', null)))) return;
+        if (!(await send(caller, encodeReply('#RETURN', null)))) return;
         await this.#serveCalls(caller);
         return;
       }
       const reply = await this.#control(caller, request);
-      await send(conn, reply);
+      await send(caller, reply);
       if (request.method === 'shutdown' && reply[0] === '#RETURN') void this.close();
     } finally {
       caller.gone();
@@ -387,7 +396,12 @@ export class ManagerServer implements AsyncDisposable {
       if (got.kind === 'end' || this.#closing !== null) return;
       next = readNext();
       const reply = this.#call(caller, got.bytes);
-      if (!(await send(conn, reply instanceof Tuple ? reply : await reply))) return;
+      // Awaited before the next reply is pickled: the encoder lends the bytes until then.
+      try {
+        await conn.sendBytes(replyBytes(caller.encoder, reply instanceof Promise ? await reply : reply));
+      } catch {
+        return;
+      }
       // A client that pipelines calls keeps this loop in the microtask queue
       // (every message already buffered, every call synchronous): a turn of
       // the event loop now and then lets the other connections be served.
@@ -406,17 +420,22 @@ export class ManagerServer implements AsyncDisposable {
    */
   #decode(bytes: Buffer, wantsLossless: (request: Request) => boolean, guess?: boolean): Request | Error {
     let request: Request;
+    let decoder: PickleDecoder;
     try {
       // Decode once when the guess (from a glance at the bytes) holds, twice when it does not.
       const first = guess ?? true;
-      request = parseRequest((first ? this.#lossless : this.#plain).decode(bytes));
-      if (wantsLossless(request) !== first) request = parseRequest((first ? this.#plain : this.#lossless).decode(bytes));
+      decoder = first ? this.#lossless : this.#plain;
+      request = parseRequest(decoder.decode(bytes));
+      if (wantsLossless(request) !== first) {
+        decoder = first ? this.#plain : this.#lossless;
+        request = parseRequest(decoder.decode(bytes));
+      }
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
-    // A proxy in a pickle names the global RebuildProxy, so the bytes hold that
-    // name: most requests carry none, and skip the walk.
-    if (bytes.includes(REBUILD_PROXY_NAME)) {
+    // A proxy in a pickle is a call of the global RebuildProxy, so the bytes
+    // hold that name: most requests carry no global at all, and skip even the search.
+    if (decoder.globalsDecoded > 0 && bytes.includes(REBUILD_PROXY_NAME)) {
       const isOwn = (address: Address): boolean => this.#isOwnAddress(address);
       this.#table.adoptStoredProxies(request.args, isOwn);
       this.#table.adoptStoredProxies(request.kwds, isOwn);
@@ -436,7 +455,7 @@ export class ManagerServer implements AsyncDisposable {
     return port(own) === port(address);
   }
 
-  async #control(caller: Caller, request: Request): Promise<Tuple> {
+  async #control(caller: Caller, request: Request): Promise<Reply> {
     const { method, args } = request;
     try {
       if (!CONTROL.has(method)) throw new ServerFault('AssertionError', `${pyRepr(method)} unrecognized`);
@@ -521,7 +540,7 @@ export class ManagerServer implements AsyncDisposable {
    * or a promise of it when the method returned a promise. A synchronous
    * method's reply is made without a promise.
    */
-  #call(caller: Caller, bytes: Buffer): Tuple | Promise<Tuple> {
+  #call(caller: Caller, bytes: Buffer): Reply | Promise<Reply> {
     const peeked = peekIdent(bytes);
     const request = this.#decode(bytes, this.#wantsLossless, peeked === undefined ? undefined : this.#identWantsLossless(peeked));
     if (request instanceof Error) return tracebackReply(request);
@@ -538,7 +557,7 @@ export class ManagerServer implements AsyncDisposable {
       const args = kwds === null ? request.args : [...request.args, kwds];
       let result: unknown;
       try {
-        result = (held.tracked ? runInTrackedCall : runInCall)(caller.context, () => fn.apply(held.obj, args));
+        result = (held.tracked ? applyInTrackedCall : applyInCall)(caller.context, fn, held.obj, args);
       } catch (err) {
         return raisedReply(err);
       }
@@ -555,7 +574,7 @@ export class ManagerServer implements AsyncDisposable {
   readonly #wantsLossless = (request: Request): boolean => this.#identWantsLossless(request.id);
 
   /** The reply to a method's result: `#RETURN`, or `#PROXY` when `methodToTypeid` holds the result. */
-  #resultReply(held: HeldObject, method: string, result: unknown): Tuple {
+  #resultReply(held: HeldObject, method: string, result: unknown): Reply {
     const typeid = held.methodToTypeid?.get(method);
     if (typeid === undefined) return encodeReply('#RETURN', result);
     try {
@@ -659,6 +678,7 @@ export function peekIdent(bytes: Uint8Array): string | null | undefined {
     return undefined;
   }
   if (length > 64 || start + length > bytes.length) return undefined;
+  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1', start, start + length);
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
 }
 
@@ -673,16 +693,23 @@ function read(conn: Connection): Promise<Read> {
   );
 }
 
-/** Sends a reply; one that cannot be pickled becomes `#UNSERIALIZABLE`. False when the connection is gone. */
-async function send(conn: Connection, reply: Tuple): Promise<boolean> {
-  let bytes: Uint8Array;
+/**
+ * A reply's pickle, lent by `encoder` until its next reply; one that cannot
+ * be pickled becomes `#UNSERIALIZABLE`.
+ */
+function replyBytes(encoder: PickleEncoder, reply: Reply): Uint8Array {
+  if ((reply[1] === null || reply[1] === undefined) && reply[0] === '#RETURN') return RETURN_NONE;
   try {
-    bytes = pickleDumps(reply);
+    return encoder.encodeTupleLent(reply);
   } catch (err) {
-    bytes = pickleDumps(encodeReply('#UNSERIALIZABLE', tracebackText(err)));
+    return encoder.encodeTupleLent(encodeReply('#UNSERIALIZABLE', tracebackText(err)));
   }
+}
+
+/** Sends a reply (as `replyBytes`). False when the connection is gone. */
+async function send(caller: Caller, reply: Reply): Promise<boolean> {
   try {
-    await conn.sendBytes(bytes);
+    await caller.conn.sendBytes(replyBytes(caller.encoder, reply));
     return true;
   } catch {
     return false;
@@ -694,12 +721,12 @@ function boundedClose(conn: Connection): Promise<void> {
   return conn.close({ timeout: CLOSE_FLUSH_MS }).catch(() => {});
 }
 
-function tracebackReply(err: unknown): Tuple {
+function tracebackReply(err: unknown): Reply {
   return encodeReply('#TRACEBACK', tracebackText(err));
 }
 
 /** The reply to what a method threw: a `PyObject` is the exception the client raises (`#ERROR`), anything else a traceback. */
-function raisedReply(err: unknown): Tuple {
+function raisedReply(err: unknown): Reply {
   return err instanceof PyObject ? encodeReply('#ERROR', err) : tracebackReply(err);
 }
 
