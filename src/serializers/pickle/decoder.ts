@@ -354,13 +354,14 @@ export class PickleDecoder {
       }
       throw err;
     } finally {
+      // (Each only when there is something to drop: even an empty array's length is not free to set.)
       this.data = EMPTY;
-      this.dicts.length = 0;
-      this.places.length = 0;
+      if (this.dicts.length > 0) this.dicts.length = 0;
+      if (this.places.length > 0) this.places.length = 0;
       if (this.depths.size > 0) this.depths.clear();
-      this.setsWithDicts.length = 0;
-      this.stack.length = 0;
-      this.marks.length = 0;
+      if (this.setsWithDicts.length > 0) this.setsWithDicts.length = 0;
+      if (this.stack.length > 0) this.stack.length = 0;
+      if (this.marks.length > 0) this.marks.length = 0;
       this.fence = 0;
       if (this.memo.size > 0) this.memo.clear();
     }
@@ -706,7 +707,10 @@ export class PickleDecoder {
         case OP.TUPLE3: {
           const n = op - OP.TUPLE1 + 1;
           if (stack.length - this.fence < n) fail('stack underflow');
-          const items = this.tuple(stack.splice(stack.length - n, n));
+          // Array literals: splice makes its result through the generic array path.
+          const last = stack.pop();
+          const items = this.tuple(n === 1 ? [last] : n === 2 ? [stack.pop(), last] : [stack[stack.length - 2], stack.pop(), last]);
+          if (n === 3) stack.pop();
           this.noteItems(items);
           stack.push(items);
           break;
