@@ -2,7 +2,11 @@
 // concurrent Python client processes, against the Node ManagerServer and
 // against CPython's own manager server, measured in the same run.
 //
-//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--warmup 1] [--runs 3] [--clients 1,8] [--python PATH] [--out FILE] [--mpconn DIST]
+//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--warmup 1] [--runs 3] [--clients 1,8] [--python PATH] [--out FILE] [--mpconn DIST] [--cpu-prof DIR]
+//
+// --cpu-prof DIR runs each Node server process under `node --cpu-prof`, its
+// profile written to DIR (summarise with dist/bench/profile-summary.js); the
+// profiler's own cost then shows in that server's CPU figures.
 //
 // Each client is an unmodified CPython program: SyncManager(address, authkey)
 // .connect(), one m.dict() of its own, then as many calls as it can for the
@@ -51,6 +55,7 @@ const runs = Number(option('runs', '3'));
 const clientCounts = option('clients', '1,8').split(',').map(Number);
 const python = findPython(process.argv.includes('--python') ? option('python', '') : undefined) ?? 'python3';
 const outFile = path.resolve(option('out', path.join(ROOT, 'bench', 'results', 'managers-server.json')));
+const cpuProfDir = process.argv.includes('--cpu-prof') ? path.resolve(option('cpu-prof', 'cpu-profiles')) : null;
 
 const NODE_SERVER = `
 import { ManagerServer } from '${MPCONN}';
@@ -133,7 +138,12 @@ type Kind = 'node' | 'cpython';
 async function startServer(kind: Kind): Promise<{ port: string; pid: number; stop(): Promise<void> }> {
   const server =
     kind === 'node'
-      ? start(process.execPath, ['--input-type=module', '-e', NODE_SERVER])
+      ? start(process.execPath, [
+          ...(cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`]),
+          '--input-type=module',
+          '-e',
+          NODE_SERVER,
+        ])
       : start(python, ['-u', '-c', CPYTHON_SERVER]);
   const port = await server.next();
   return {
@@ -271,7 +281,7 @@ const json = {
   schema: 1,
   figure: 'M3',
   date: started.toISOString(),
-  options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN },
+  options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN, cpuProf: cpuProfDir !== null },
   machine: { ...machine, loadavgEnd: os.loadavg() },
   rows: rows.map(({ clients, node, cpython }) => ({
     clients,
