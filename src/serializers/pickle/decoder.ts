@@ -298,6 +298,13 @@ export class PickleDecoder {
    * the pickle per level like any other nesting.
    */
   private readonly depths = new Map<object, number>();
+  /**
+   * Whether this pickle could nest deeper than `maxDepth`. Every opcode adds
+   * at most two levels (FROZENSET in lossless mode: the record and its list;
+   * any other, one), so a pickle of n bytes nests at most 2n + 1 deep: one
+   * that short cannot reach the limit, and its depths need no tracking.
+   */
+  private tracksDepth = false;
 
   private data: Uint8Array<ArrayBufferLike> = EMPTY;
   private pos = 0;
@@ -338,6 +345,7 @@ export class PickleDecoder {
     this.data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = 0;
     this.globalCount = 0;
+    this.tracksDepth = 2 * bytes.byteLength + 1 > this.maxDepth;
     this.end = bytes.byteLength;
     this.proto = 0;
     this.budget = 2 * bytes.byteLength + 4096;
@@ -389,10 +397,10 @@ export class PickleDecoder {
 
   /**
    * `parent` now holds `items` (from index `from` on): it is one level deeper
-   * than its deepest item. Nothing is tracked without a limit.
+   * than its deepest item. Nothing is tracked when the limit cannot be reached.
    */
   nest(parent: object, items: Iterable<unknown>, from = 0): void {
-    if (this.maxDepth === Infinity) return;
+    if (!this.tracksDepth) return;
     let depth = this.depths.get(parent) ?? 1;
     if (Array.isArray(items)) {
       for (let i = from; i < items.length; i++) depth = this.deeper(items[i], depth);
@@ -404,7 +412,7 @@ export class PickleDecoder {
 
   /** `nest` for one item. */
   private nestOne(parent: object, item: unknown): void {
-    if (this.maxDepth === Infinity) return;
+    if (!this.tracksDepth) return;
     this.settle(parent, this.deeper(item, this.depths.get(parent) ?? 1));
   }
 
