@@ -105,6 +105,8 @@ class Caller {
   readonly controller = new AbortController();
   /** This connection's replies are pickled here: it lends each one's bytes until the next (see `sendReply`). */
   readonly encoder = new PickleEncoder(REPLY_BUFFER_BYTES);
+  /** The ident of this connection's last method call (a client calls one object many times in a row). */
+  lastIdent: string | null = null;
   /** Replaced once, when `accept_connection` names the client thread. */
   context: CallContext;
 
@@ -541,7 +543,8 @@ export class ManagerServer implements AsyncDisposable {
    * method's reply is made without a promise.
    */
   #call(caller: Caller, bytes: Buffer): Reply | Promise<Reply> {
-    const peeked = peekIdent(bytes);
+    const peeked = peekIdent(bytes, caller.lastIdent);
+    if (typeof peeked === 'string') caller.lastIdent = peeked;
     const request = this.#decode(bytes, this.#wantsLossless, peeked === undefined ? undefined : this.#identWantsLossless(peeked));
     if (request instanceof Error) return tracebackReply(request);
     const { id, method } = request;
@@ -653,9 +656,10 @@ export class ManagerServer implements AsyncDisposable {
  * CPython's `_callmethod` (and mpconn's client) pickle `(ident, method, args,
  * kwds)`: PROTO, an optional FRAME, MARK or not, then a str or None. Only a
  * hint for choosing the decoder: the request is decoded and checked in full
- * either way.
+ * either way. When the bytes spell `previous`, that string is returned rather
+ * than a new one.
  */
-export function peekIdent(bytes: Uint8Array): string | null | undefined {
+export function peekIdent(bytes: Uint8Array, previous: string | null = null): string | null | undefined {
   let i = 0;
   if (bytes[i] === 0x80) i += 2; // PROTO n
   if (bytes[i] === 0x95) i += 9; // FRAME + 8-byte length
@@ -678,8 +682,16 @@ export function peekIdent(bytes: Uint8Array): string | null | undefined {
     return undefined;
   }
   if (length > 64 || start + length > bytes.length) return undefined;
+  if (previous !== null && spells(bytes, start, length, previous)) return previous;
   if (Buffer.isBuffer(bytes)) return bytes.toString('latin1', start, start + length);
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
+}
+
+/** Whether `bytes[start, start + length)` are the latin-1 codes of `text`. */
+function spells(bytes: Uint8Array, start: number, length: number, text: string): boolean {
+  if (text.length !== length) return false;
+  for (let i = 0; i < length; i++) if (bytes[start + i] !== text.charCodeAt(i)) return false;
+  return true;
 }
 
 const END: Read = { kind: 'end' };

@@ -91,8 +91,7 @@ export class PickleEncoder {
    */
   encodeLent(value: unknown): Uint8Array {
     if (this.busy) return new PickleEncoder().encode(value); // re-entered from a getter
-    const length = this.encodeToBuffer(value);
-    return this.buf.subarray(0, length);
+    return this.lend(this.encodeToBuffer(value));
   }
 
   /**
@@ -101,8 +100,12 @@ export class PickleEncoder {
    */
   encodeTupleLent(items: readonly unknown[]): Uint8Array {
     if (this.busy) return new PickleEncoder().encode(Tuple.from(items));
-    const length = this.encodeToBuffer(items, true);
-    return this.buf.subarray(0, length);
+    return this.lend(this.encodeToBuffer(items, true));
+  }
+
+  /** The first `length` bytes of the buffer, as a plain view (a Buffer's subarray() constructs a Buffer subclass, which costs more). */
+  private lend(length: number): Uint8Array {
+    return new Uint8Array(this.buf.buffer, this.buf.byteOffset, length);
   }
 
   /** Writes the pickle of `value` (`asTuple`: an array written as a tuple) at the start of `buf`; returns its length. */
