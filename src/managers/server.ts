@@ -379,28 +379,37 @@ export class ManagerServer implements AsyncDisposable {
 
   /**
    * Method calls on an accepted connection, answered in order one at a time
-   * (CPython's `serve_client`). The next request is read while a call runs,
-   * so that a client that goes away while its call is blocked is noticed and
-   * the call cancelled (its signal aborts).
+   * (CPython's `serve_client`). While a call is awaited the next request is
+   * read, so that a client that goes away while its call is blocked is noticed
+   * and the call cancelled (its signal aborts); a synchronous call is answered
+   * before anything else happens, so its next request is read after the reply.
    */
   async #serveCalls(caller: Caller): Promise<void> {
     const conn = caller.conn;
-    // As read(), in one step: the end of the connection cancels the call running.
-    const readNext = (): Promise<Read> =>
-      conn.recvBytes().then(asMessage, (): Read => {
-        caller.gone();
-        return END;
-      });
-    let next = readNext();
+    const gone = (): void => caller.gone();
+    /** The next request, when it was asked for while an awaited call ran. */
+    let ahead: Promise<Buffer> | null = null;
     let served = 0;
     for (;;) {
-      const got = await next;
-      if (got.kind === 'end' || this.#closing !== null) return;
-      next = readNext();
-      const reply = this.#call(caller, got.bytes);
+      let bytes: Buffer;
+      try {
+        bytes = await (ahead ?? conn.recvBytes());
+      } catch {
+        // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
+        caller.gone();
+        return;
+      }
+      ahead = null;
+      if (this.#closing !== null) return;
+      let reply = this.#call(caller, bytes);
+      if (reply instanceof Promise) {
+        ahead = conn.recvBytes();
+        ahead.catch(gone); // the end of the connection cancels the call running
+        reply = await reply;
+      }
       // Awaited before the next reply is pickled: the encoder lends the bytes until then.
       try {
-        await conn.sendBytes(replyBytes(caller.encoder, reply instanceof Promise ? await reply : reply));
+        await conn.sendBytes(replyBytes(caller.encoder, reply));
       } catch {
         return;
       }
