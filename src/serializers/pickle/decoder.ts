@@ -876,8 +876,10 @@ export class PickleDecoder {
     const mark = marks.pop();
     if (mark === undefined) fail('could not find MARK');
     this.fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
-    const items = this.stack.slice(mark);
-    this.stack.length = mark;
+    const stack = this.stack;
+    const items = stack.slice(mark);
+    // Popped rather than truncated: setting an array's length is a call into the runtime.
+    for (let i = stack.length; i > mark; i--) stack.pop();
     return items;
   }
 
