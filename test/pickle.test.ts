@@ -552,6 +552,20 @@ describe('pickle serializer', () => {
       expect(decoder.decode(pickleBytes(0x80, 4, 0x4b, 5, 0x4b, 6, 0x86, 0x2e))).to.deep.equal([5, 6]);
     });
 
+    it('numbers the memo as CPython does, whatever order PUT and MEMOIZE come in', () => {
+      const decoder = new PickleDecoder();
+      // 7 put at 5, then MEMOIZE puts 8 at len(memo) = 1
+      expect(decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x4b, 8, 0x94, 0x30, 0x68, 1, 0x68, 5, 0x86, 0x2e))).to.deep.equal([8, 7]);
+      // MEMOIZE at 0, 2 put at 2, then MEMOIZE at len(memo) = 2 replaces it (pickle.loads gives (1, 3))
+      const replaced = pickleBytes(0x80, 4, 0x4b, 1, 0x94, 0x30, 0x4b, 2, 0x71, 2, 0x30, 0x4b, 3, 0x94, 0x30, 0x68, 0, 0x68, 2, 0x86, 0x2e);
+      expect(decoder.decode(replaced)).to.deep.equal([1, 3]);
+      // an index far beyond the others (CPython itself runs out of memory here)
+      const far = pickleBytes(0x80, 4, 0x4b, 1, 0x72, u32le(2 ** 32 - 1), 0x30, 0x4b, 9, 0x94, 0x30, 0x68, 1, 0x6a, u32le(2 ** 32 - 1), 0x86, 0x2e);
+      expect(decoder.decode(far)).to.deep.equal([9, 1]);
+      expect(() => decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x68, 0, 0x2e))).to.throw(UnpicklingError, /memo value not found at index 0/);
+      expect(() => decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x68, 5, 0x30, 0x68, 4, 0x2e))).to.throw(UnpicklingError, /memo value not found at index 4/);
+    });
+
     it('counts the globals of the last pickle only', () => {
       const decoder = new PickleDecoder({ lossless: true });
       decoder.decode(pickleBytes('cbuiltins\nlen\n.'));

@@ -311,11 +311,11 @@ export class PickleDecoder {
   private end = 0;
   private proto = 0;
   private budget = 0;
-  private readonly dicts: Dict[] = [];
+  private dicts: Dict[] = [];
   /** Where each dict was stored, as pairs: an array and an index, or a PyObject and a field. */
-  private readonly places: unknown[] = [];
+  private places: unknown[] = [];
   /** Sets holding a dict (only a hostile pickle makes one: Python dicts are not hashable). */
-  private readonly setsWithDicts: Set<unknown>[] = [];
+  private setsWithDicts: Set<unknown>[] = [];
   /** Where the opcode being decoded starts, and which it is, for error messages. */
   private opStart = 0;
   private op = -1;
@@ -327,7 +327,14 @@ export class PickleDecoder {
    */
   private readonly stack: unknown[] = [];
   private readonly marks: number[] = [];
-  private readonly memo = new Map<number, unknown>();
+  /**
+   * The memo: indices 0, 1, 2 … in an array (what MEMOIZE and Python's
+   * picklers write), any other index in a Map. An index is in the Map only if
+   * it was not the array's next one when stored, and the array then never
+   * grows past it, so the two never hold the same index.
+   */
+  private memoDense: unknown[] = [];
+  private memoSparse: Map<number, unknown> | null = null;
   /** Where the items above the innermost MARK start (0 without one). */
   private fence = 0;
   private globalCount = 0;
@@ -362,16 +369,17 @@ export class PickleDecoder {
       }
       throw err;
     } finally {
-      // (Each only when there is something to drop: even an empty array's length is not free to set.)
+      // (Each only when there is something to drop; a new array costs less than setting a length, a runtime call.)
       this.data = EMPTY;
-      if (this.dicts.length > 0) this.dicts.length = 0;
-      if (this.places.length > 0) this.places.length = 0;
+      if (this.dicts.length > 0) this.dicts = [];
+      if (this.places.length > 0) this.places = [];
       if (this.depths.size > 0) this.depths.clear();
-      if (this.setsWithDicts.length > 0) this.setsWithDicts.length = 0;
+      if (this.setsWithDicts.length > 0) this.setsWithDicts = [];
       if (this.stack.length > 0) this.stack.length = 0;
       if (this.marks.length > 0) this.marks.length = 0;
       this.fence = 0;
-      if (this.memo.size > 0) this.memo.clear();
+      if (this.memoDense.length > 0) this.memoDense = [];
+      this.memoSparse = null;
     }
   }
 
@@ -529,7 +537,6 @@ export class PickleDecoder {
     if (this.end === 0) throw new UnpicklingError('empty pickle: there is no data to decode', { offset: 0 });
     const stack = this.stack;
     const marks = this.marks;
-    const memo = this.memo;
 
     for (;;) {
       this.opStart = this.pos;
@@ -571,24 +578,25 @@ export class PickleDecoder {
 
         // Memo
         case OP.PUT:
-          memo.set(this.memoIndex(this.line()), this.top());
+          this.memoSet(this.memoIndex(this.line()), this.top());
           break;
         case OP.BINPUT:
-          memo.set(this.u8(), this.top());
+          this.memoSet(this.u8(), this.top());
           break;
         case OP.LONG_BINPUT:
-          memo.set(this.u32(), this.top());
+          this.memoSet(this.u32(), this.top());
           break;
         case OP.MEMOIZE:
-          memo.set(memo.size, this.top());
+          this.memoSet(this.memoDense.length + (this.memoSparse?.size ?? 0), this.top());
           break;
         case OP.GET:
         case OP.BINGET:
         case OP.LONG_BINGET: {
           const index =
             op === OP.GET ? this.memoIndex(this.line()) : op === OP.BINGET ? this.u8() : this.u32();
-          if (!memo.has(index)) fail(`memo value not found at index ${index}`);
-          stack.push(memo.get(index));
+          if (index < this.memoDense.length) stack.push(this.memoDense[index]);
+          else if (this.memoSparse?.has(index) === true) stack.push(this.memoSparse.get(index));
+          else fail(`memo value not found at index ${index}`);
           break;
         }
 
@@ -856,6 +864,13 @@ export class PickleDecoder {
           fail(`invalid load key, ${JSON.stringify(String.fromCharCode(op))} (0x${op.toString(16).padStart(2, '0')})`);
       }
     }
+  }
+
+  private memoSet(index: number, value: unknown): void {
+    const dense = this.memoDense;
+    if (index < dense.length) dense[index] = value;
+    else if (index === dense.length && this.memoSparse?.has(index) !== true) dense.push(value);
+    else (this.memoSparse ??= new Map()).set(index, value);
   }
 
   private pop(): unknown {
