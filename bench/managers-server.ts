@@ -2,7 +2,11 @@
 // concurrent Python client processes, against the Node ManagerServer and
 // against CPython's own manager server, measured in the same run.
 //
-//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--warmup 1] [--runs 3] [--clients 1,8] [--python PATH] [--out FILE] [--mpconn DIST]
+//   npm run build && node dist/bench/managers-server.js [--seconds 2] [--warmup 1] [--runs 3] [--clients 1,8] [--python PATH] [--out FILE] [--mpconn DIST] [--cpu-prof DIR]
+//
+// --cpu-prof DIR runs each Node server process under `node --cpu-prof`, its
+// profile written to DIR (summarise with dist/bench/profile-summary.js); the
+// profiler's own cost then shows in that server's CPU figures.
 //
 // Each client is an unmodified CPython program: SyncManager(address, authkey)
 // .connect(), one m.dict() of its own, then as many calls as it can for the
@@ -18,10 +22,13 @@
 // from /proc) of the server process and of the client processes, and the
 // ceiling any server could reach here: the clients alone need that much CPU
 // per call, so on C cores no server can serve more than C × 1e6 / (client CPU
-// µs per call) calls/s. The figures also go to bench/results/managers-server.json.
+// µs per call) calls/s. The server's user-mode part of its CPU is given too
+// (in parentheses): on a VM its system time swings between runs with how the
+// scheduler wakes the two ends of each round trip, its user time much less.
+// The figures also go to bench/results/managers-server.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -51,6 +58,7 @@ const runs = Number(option('runs', '3'));
 const clientCounts = option('clients', '1,8').split(',').map(Number);
 const python = findPython(process.argv.includes('--python') ? option('python', '') : undefined) ?? 'python3';
 const outFile = path.resolve(option('out', path.join(ROOT, 'bench', 'results', 'managers-server.json')));
+const cpuProfDir = process.argv.includes('--cpu-prof') ? path.resolve(option('cpu-prof', 'cpu-profiles')) : null;
 
 const NODE_SERVER = `
 import { ManagerServer } from '${MPCONN}';
@@ -105,6 +113,21 @@ print(json.dumps({'calls': i, 'elapsed': elapsed, 'lat': lat}), flush=True)
 sys.stdin.readline()  # stays alive until its CPU time has been read
 `;
 
+/**
+ * A process's user-mode CPU ticks (all its threads; /proc/PID/stat utime).
+ * The server's user time is the steadier figure on a VM: its system time
+ * swings with how the scheduler wakes the two ends of each round trip (a
+ * wake-up from an idle vCPU costs far more), whichever server it is.
+ */
+function userTicks(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]);
+  } catch {
+    return null;
+  }
+}
+
 interface Lines {
   child: ChildProcess;
   next(): Promise<string>;
@@ -133,7 +156,12 @@ type Kind = 'node' | 'cpython';
 async function startServer(kind: Kind): Promise<{ port: string; pid: number; stop(): Promise<void> }> {
   const server =
     kind === 'node'
-      ? start(process.execPath, ['--input-type=module', '-e', NODE_SERVER])
+      ? start(process.execPath, [
+          ...(cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`]),
+          '--input-type=module',
+          '-e',
+          NODE_SERVER,
+        ])
       : start(python, ['-u', '-c', CPYTHON_SERVER]);
   const port = await server.next();
   return {
@@ -154,6 +182,8 @@ interface RunResult {
   medianUs: number;
   /** The server process's CPU time (user + system) per call. */
   serverCpuUs: number;
+  /** The server process's user-mode CPU time per call (the part its code spends, without the kernel's). */
+  serverUserUs: number;
   /** The client processes' CPU time (user + system, all of them) per call. */
   clientCpuUs: number;
   /** The share of the machine's CPU that processes other than these used meanwhile. */
@@ -173,8 +203,9 @@ async function measure(kind: Kind, clients: number): Promise<RunResult> {
     const ledger = new CpuLedger();
     ledger.track(server.pid);
     for (const p of procs) ledger.track(p.child.pid);
-    const ticks = (): { server: number; clients: number } => ({
+    const ticks = (): { server: number; serverUser: number; clients: number } => ({
       server: processTicks(server.pid) ?? 0,
+      serverUser: userTicks(server.pid) ?? 0,
       clients: procs.reduce((sum, p) => sum + (processTicks(p.child.pid!) ?? 0), 0),
     });
     const before = ticks();
@@ -195,6 +226,7 @@ async function measure(kind: Kind, clients: number): Promise<RunResult> {
       callsPerSecond,
       medianUs,
       serverCpuUs: perCall(after.server - before.server),
+      serverUserUs: perCall(after.serverUser - before.serverUser),
       clientCpuUs: perCall(after.clients - before.clients),
       otherShare,
     };
@@ -207,6 +239,7 @@ interface Summary {
   callsPerSecond: number;
   medianUs: number;
   serverCpuUs: number;
+  serverUserUs: number;
   clientCpuUs: number;
   /** min(clients, CORES) × 1e6 / clientCpuUs: what a server costing nothing would allow (a client makes one call at a time, so it uses one core at most). */
   ceiling: number;
@@ -222,6 +255,7 @@ function summary(rs: RunResult[], clients: number): Summary {
     callsPerSecond: median(rs.map((f) => f.callsPerSecond)),
     medianUs: median(rs.map((f) => f.medianUs)),
     serverCpuUs: median(rs.map((f) => f.serverCpuUs)),
+    serverUserUs: median(rs.map((f) => f.serverUserUs)),
     clientCpuUs,
     ceiling: (Math.min(clients, CORES) * 1e6) / clientCpuUs,
     otherShare: shares.length > 0 ? median(shares) : null,
@@ -250,14 +284,14 @@ const pct = (x: number | null): string => (x === null ? '?' : `${Math.round(x * 
 console.log('M3: manager calls (SyncManager dict, d[k] = i / d.get(k)), CPython clients over TCP loopback');
 console.log(
   '| clients | Node calls/s | CPython calls/s | calls/s Node/CPython | Node median µs | CPython median µs | latency CPython/Node | ' +
-    'Node server CPU µs/call | CPython server CPU µs/call | client CPU µs/call (Node run / CPython run) | ' +
+    'Node server CPU µs/call (user) | CPython server CPU µs/call (user) | client CPU µs/call (Node run / CPython run) | ' +
     'ceiling calls/s (Node run / CPython run) | Node / its ceiling | 2× CPython / ceiling | other load |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const { clients, node, cpython: cpy } of rows) {
   console.log(
     `| ${clients} | ${Math.round(node.callsPerSecond)} | ${Math.round(cpy.callsPerSecond)} | ${(node.callsPerSecond / cpy.callsPerSecond).toFixed(2)}× | ` +
-      `${node.medianUs} | ${cpy.medianUs} | ${(cpy.medianUs / node.medianUs).toFixed(2)}× | ${node.serverCpuUs.toFixed(0)} | ${cpy.serverCpuUs.toFixed(0)} | ` +
+      `${node.medianUs} | ${cpy.medianUs} | ${(cpy.medianUs / node.medianUs).toFixed(2)}× | ${node.serverCpuUs.toFixed(0)} (${node.serverUserUs.toFixed(0)}) | ${cpy.serverCpuUs.toFixed(0)} (${cpy.serverUserUs.toFixed(0)}) | ` +
       `${node.clientCpuUs.toFixed(0)} / ${cpy.clientCpuUs.toFixed(0)} | ${Math.round(node.ceiling)} / ${Math.round(cpy.ceiling)} | ` +
       `${pct(node.callsPerSecond / node.ceiling)} | ${pct((2 * cpy.callsPerSecond) / node.ceiling)} | ${pct(node.otherShare)} / ${pct(cpy.otherShare)} |`,
   );
@@ -271,7 +305,7 @@ const json = {
   schema: 1,
   figure: 'M3',
   date: started.toISOString(),
-  options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN },
+  options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN, cpuProf: cpuProfDir !== null },
   machine: { ...machine, loadavgEnd: os.loadavg() },
   rows: rows.map(({ clients, node, cpython }) => ({
     clients,
@@ -280,6 +314,8 @@ const json = {
     ratios: {
       callsPerSecond: node.callsPerSecond / cpython.callsPerSecond,
       latency: cpython.medianUs / node.medianUs,
+      serverCpu: node.serverCpuUs / cpython.serverCpuUs,
+      serverUser: node.serverUserUs / cpython.serverUserUs,
       nodeOfCeiling: node.callsPerSecond / node.ceiling,
       twiceCpythonOfCeiling: (2 * cpython.callsPerSecond) / node.ceiling,
     },

@@ -10,7 +10,7 @@ export { FrameDecoder, type FrameHandler } from './connection/frame-decoder.js';
 export { FrameWriter, writeHeader } from './connection/frame-writer.js';
 export { resolveSerializer } from './serializers/resolve.js';
 export { PickleDecoder, pickleSerializer, dumps as pickleDumps, loads as pickleLoads } from './serializers/pickle/index.js';
-export { MAX_DEPTH as PICKLE_ENCODER_MAX_DEPTH } from './serializers/pickle/encoder.js';
+export { MAX_DEPTH as PICKLE_ENCODER_MAX_DEPTH, PickleEncoder } from './serializers/pickle/encoder.js';
 export { OP as PICKLE_OP } from './serializers/pickle/opcodes.js';
 export { runInCall, type CallContext } from './managers/context.js';
 export { hashKey, pyEquals } from './managers/sync/keys.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Pipe, PyGlobal, PyObject, Tuple, UnpicklingError } from 'mpconn';
 import { PyComplex } from '../src/index.js';
-import { pickleDumps as dumps, pickleLoads as loads, pickleSerializer, PICKLE_ENCODER_MAX_DEPTH as MAX_DEPTH } from '../src/internal.js';
+import { PickleDecoder, PickleEncoder, pickleDumps as dumps, pickleLoads as loads, pickleSerializer, PICKLE_ENCODER_MAX_DEPTH as MAX_DEPTH } from '../src/internal.js';
 import { forEachPython } from './helpers/python.js';
 import { decodedForm, fromHex, pickleBytes, pythonLines, toHex, u32le, u64le } from './pickle-helpers.js';
 
@@ -227,6 +227,29 @@ describe('pickle serializer', () => {
       // pickle.dumps('\ud800', 4) in CPython
       expect(toHex(dumps('\ud800'))).to.equal('80049507000000000000008c03eda080942e');
       expect(loads(dumps('a\udfffb\ud83d'))).to.equal('a\udfffb\ud83d');
+    });
+  });
+
+  describe('a lending encoder (PickleEncoder.encodeLent, encodeTupleLent)', () => {
+    const values: unknown[] = [null, 'x', [1, 'x', 'x'], new Map<unknown, unknown>([[new Tuple(1, 2), [3]]]), 'y'.repeat(70_000)];
+
+    it('writes the bytes dumps writes, the pair as a tuple, growing and shrinking its buffer between messages', () => {
+      const encoder = new PickleEncoder(1024);
+      for (const value of [...values, ...values.reverse()]) {
+        expect(toHex(encoder.encodeLent(value))).to.equal(toHex(dumps(value)));
+        const pair = ['#RETURN', value];
+        expect(toHex(encoder.encodeTupleLent(pair))).to.equal(toHex(dumps(Tuple.from(pair))));
+        expect(pair).to.not.be.instanceOf(Tuple);
+      }
+    });
+
+    it('lends its own buffer until the next message, while encode() gives an array of its own', () => {
+      const encoder = new PickleEncoder();
+      const lent = encoder.encodeLent('aaaa');
+      const own = encoder.encode('aaaa');
+      encoder.encodeLent('bbbb');
+      expect(toHex(own)).to.equal(toHex(dumps('aaaa')));
+      expect(toHex(lent)).to.equal(toHex(dumps('bbbb')));
     });
   });
 
@@ -510,6 +533,56 @@ describe('pickle serializer', () => {
     it('refuses decimal ints longer than 100,000 digits (their parsing is superlinear)', () => {
       expect(loads(pickleBytes('L', '9'.repeat(100_000), '\n.'))).to.equal(BigInt('9'.repeat(100_000)));
       expect(unpicklingError(pickleBytes('L', '9'.repeat(100_001), '\n.')).message).to.match(/100000/);
+    });
+  });
+
+  describe('one decoder, many pickles', () => {
+    it('keeps nothing of one pickle for the next: memo, stack and marks, after a success or a failure', () => {
+      const decoder = new PickleDecoder();
+      // 'x' memoized at index 0, then a pickle that only reads index 0
+      expect(decoder.decode(pickleBytes(0x80, 4, 0x8c, 1, 'x', 0x94, 0x2e))).to.equal('x');
+      expect(() => decoder.decode(pickleBytes(0x68, 0, 0x2e))).to.throw(UnpicklingError, /memo value not found at index 0/);
+      // a failure with a MARK and two items on the stack, then pickles that would find them
+      expect(() => decoder.decode(pickleBytes(0x28, 0x4b, 1, 0x4b, 2, 0xff))).to.throw(UnpicklingError, /invalid load key/);
+      expect(() => decoder.decode(pickleBytes(0x2e))).to.throw(UnpicklingError, /stack underflow/);
+      expect(() => decoder.decode(pickleBytes(0x31, 0x4e, 0x2e))).to.throw(UnpicklingError, /could not find MARK/);
+      // memoized under a failure too
+      expect(() => decoder.decode(pickleBytes(0x4b, 7, 0x94, 0xff))).to.throw(UnpicklingError);
+      expect(() => decoder.decode(pickleBytes(0x68, 0, 0x2e))).to.throw(UnpicklingError, /memo value not found/);
+      expect(decoder.decode(pickleBytes(0x80, 4, 0x4b, 5, 0x4b, 6, 0x86, 0x2e))).to.deep.equal([5, 6]);
+    });
+
+    it('numbers the memo as CPython does, whatever order PUT and MEMOIZE come in', () => {
+      const decoder = new PickleDecoder();
+      // 7 put at 5, then MEMOIZE puts 8 at len(memo) = 1
+      expect(decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x4b, 8, 0x94, 0x30, 0x68, 1, 0x68, 5, 0x86, 0x2e))).to.deep.equal([8, 7]);
+      // MEMOIZE at 0, 2 put at 2, then MEMOIZE at len(memo) = 2 replaces it (pickle.loads gives (1, 3))
+      const replaced = pickleBytes(0x80, 4, 0x4b, 1, 0x94, 0x30, 0x4b, 2, 0x71, 2, 0x30, 0x4b, 3, 0x94, 0x30, 0x68, 0, 0x68, 2, 0x86, 0x2e);
+      expect(decoder.decode(replaced)).to.deep.equal([1, 3]);
+      // an index far beyond the others (CPython itself runs out of memory here)
+      const far = pickleBytes(0x80, 4, 0x4b, 1, 0x72, u32le(2 ** 32 - 1), 0x30, 0x4b, 9, 0x94, 0x30, 0x68, 1, 0x6a, u32le(2 ** 32 - 1), 0x86, 0x2e);
+      expect(decoder.decode(far)).to.deep.equal([9, 1]);
+      expect(() => decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x68, 0, 0x2e))).to.throw(UnpicklingError, /memo value not found at index 0/);
+      expect(() => decoder.decode(pickleBytes(0x80, 4, 0x4b, 7, 0x71, 5, 0x30, 0x68, 5, 0x30, 0x68, 4, 0x2e))).to.throw(UnpicklingError, /memo value not found at index 4/);
+    });
+
+    it('counts the globals of the last pickle only', () => {
+      const decoder = new PickleDecoder({ lossless: true });
+      decoder.decode(pickleBytes('cbuiltins\nlen\n.'));
+      expect(decoder.globalsDecoded).to.equal(1);
+      decoder.decode(pickleBytes(0x80, 4, 0x4b, 5, 0x2e));
+      expect(decoder.globalsDecoded).to.equal(0);
+      expect(() => decoder.decode(pickleBytes('cbuiltins\nlen\n', 0xff))).to.throw(UnpicklingError);
+      decoder.decode(pickleBytes(0x4e, 0x2e));
+      expect(decoder.globalsDecoded).to.equal(0);
+    });
+
+    it('reads BINFLOAT, BININT and BININT2 from any offset of the input (no view of the whole buffer)', () => {
+      const decoder = new PickleDecoder();
+      const bytes = pickleBytes(0x80, 4, 0x28, 0x47, [0x3f, 0xf8, 0, 0, 0, 0, 0, 0], 0x4a, [0xfe, 0xff, 0xff, 0xff], 0x4d, [0x34, 0x12], 0x74, 0x2e);
+      const padded = new Uint8Array(bytes.length + 3);
+      padded.set(bytes, 3);
+      expect(decoder.decode(padded.subarray(3))).to.deep.equal([1.5, -2, 0x1234]);
     });
   });
 

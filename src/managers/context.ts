@@ -86,6 +86,26 @@ export function runInCall<T>(context: CallContext, fn: () => T): T {
   }
 }
 
+/**
+ * `fn.apply(self, args)` as the call `context`, as `runInCall` runs a
+ * closure: a manager server calls every method this way, without making one.
+ */
+export function applyInCall(context: CallContext, fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
+  const outer = current;
+  current = context;
+  try {
+    return Reflect.apply(fn, self, args);
+  } finally {
+    current = outer;
+  }
+}
+
+/** `applyInCall`, and what the method goes on to do after an `await` too (as `runInTrackedCall`). */
+export function applyInTrackedCall(context: CallContext, fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
+  storage ??= new AsyncLocalStorage<CallContext>();
+  return storage.run(context, applyInCall, context, fn, self, args);
+}
+
 /** Runs `fn` as the call `context`, and what it goes on to do after an `await` too. */
 export function runInTrackedCall<T>(context: CallContext, fn: () => T): T {
   storage ??= new AsyncLocalStorage<CallContext>();

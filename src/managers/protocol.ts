@@ -152,9 +152,12 @@ export type ReplyKind = '#RETURN' | '#PROXY' | RemoteErrorKind;
 
 const REPLY_KINDS: ReadonlySet<string> = new Set(['#RETURN', '#PROXY', '#ERROR', '#TRACEBACK', '#UNSERIALIZABLE']);
 
-/** `(kind, result)`, as a server sends it. */
-export function encodeReply(kind: ReplyKind, result: unknown): Tuple {
-  return new Tuple(kind, result);
+/** A reply as a server sends it, pickled as the tuple `(kind, result)`. */
+export type Reply = readonly [kind: ReplyKind, result: unknown];
+
+/** `(kind, result)`, as a server sends it (a plain pair: the server's encoder writes it as a tuple). */
+export function encodeReply(kind: ReplyKind, result: unknown): Reply {
+  return [kind, result];
 }
 
 /** Reads a decoded reply; throws a `TypeError` when it is not one. */

@@ -16,10 +16,11 @@ import type { Connection } from '../connection/index.js';
 import { PyObject, Tuple } from '../serializers/index.js';
 import { DEFAULT_MAX_DEPTH } from '../serializers/depth.js';
 import { PickleDecoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
-import { runInCall, runInTrackedCall } from './context.js';
+import { PickleEncoder } from '../serializers/pickle/encoder.js';
+import { applyInCall, applyInTrackedCall, runInCall, runInTrackedCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
-import type { Request } from './protocol.js';
+import type { Reply, Request } from './protocol.js';
 import { methodOf, ObjectTable, publicMethods, ServerFault } from './server-objects.js';
 import type { HeldObject } from './server-objects.js';
 import { isPlainSyncObject, isSyncObject, syncTypeids } from './sync/typeids.js';
@@ -102,6 +103,10 @@ interface Registration {
 /** One client connection: the owner its calls run as, and the signal that aborts when it goes. */
 class Caller {
   readonly controller = new AbortController();
+  /** This connection's replies are pickled here: it lends each one's bytes until the next (see `sendReply`). */
+  readonly encoder = new PickleEncoder(REPLY_BUFFER_BYTES);
+  /** The ident of this connection's last method call (a client calls one object many times in a row). */
+  lastIdent: string | null = null;
   /** Replaced once, when `accept_connection` names the client thread. */
   context: CallContext;
 
@@ -139,6 +144,12 @@ const REBUILD_PROXY_NAME = Buffer.from('RebuildProxy');
 
 /** Calls one connection may serve back to back before it lets the event loop serve the others. */
 const YIELD_EVERY = 32;
+
+/** The largest reply buffer a connection keeps for its next reply (a bigger one is let go after its reply). */
+const REPLY_BUFFER_BYTES = 64 * 1024;
+
+/** The commonest reply (a method returning None, as `__setitem__` does), pickled once: what the encoder writes for it. */
+const RETURN_NONE = pickleDumps(new Tuple('#RETURN', null));
 
 /** How long `close()` lets each client connection flush before it stops waiting for it. */
 const CLOSE_FLUSH_MS = 2000;
@@ -346,18 +357,18 @@ export class ManagerServer implements AsyncDisposable {
         (r) => r.method === 'create' && typeof r.args[0] === 'string' && this.#registry.get(r.args[0])?.lossless === true,
       );
       if (request instanceof Error) {
-        await send(conn, tracebackReply(request));
+        await send(caller, tracebackReply(request));
         return;
       }
       if (request.method === 'accept_connection') {
         const [name] = request.args;
         if (typeof name === 'string') caller.rename(name);
-        if (!(await send(conn, encodeReply('#RETURN', null)))) return;
+        if (!(await send(caller, encodeReply('#RETURN', null)))) return;
         await this.#serveCalls(caller);
         return;
       }
       const reply = await this.#control(caller, request);
-      await send(conn, reply);
+      await send(caller, reply);
       if (request.method === 'shutdown' && reply[0] === '#RETURN') void this.close();
     } finally {
       caller.gone();
@@ -368,26 +379,40 @@ export class ManagerServer implements AsyncDisposable {
 
   /**
    * Method calls on an accepted connection, answered in order one at a time
-   * (CPython's `serve_client`). The next request is read while a call runs,
-   * so that a client that goes away while its call is blocked is noticed and
-   * the call cancelled (its signal aborts).
+   * (CPython's `serve_client`). While a call is awaited the next request is
+   * read, so that a client that goes away while its call is blocked is noticed
+   * and the call cancelled (its signal aborts); a synchronous call is answered
+   * before anything else happens, so its next request is read after the reply.
    */
   async #serveCalls(caller: Caller): Promise<void> {
     const conn = caller.conn;
-    // As read(), in one step: the end of the connection cancels the call running.
-    const readNext = (): Promise<Read> =>
-      conn.recvBytes().then(asMessage, (): Read => {
-        caller.gone();
-        return END;
-      });
-    let next = readNext();
+    const gone = (): void => caller.gone();
+    /** The next request, when it was asked for while an awaited call ran. */
+    let ahead: Promise<Buffer> | null = null;
     let served = 0;
     for (;;) {
-      const got = await next;
-      if (got.kind === 'end' || this.#closing !== null) return;
-      next = readNext();
-      const reply = this.#call(caller, got.bytes);
-      if (!(await send(conn, reply instanceof Tuple ? reply : await reply))) return;
+      let bytes: Buffer;
+      try {
+        bytes = await (ahead ?? conn.recvBytes());
+      } catch {
+        // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
+        caller.gone();
+        return;
+      }
+      ahead = null;
+      if (this.#closing !== null) return;
+      let reply = this.#call(caller, bytes);
+      if (reply instanceof Promise) {
+        ahead = conn.recvBytes();
+        ahead.catch(gone); // the end of the connection cancels the call running
+        reply = await reply;
+      }
+      // Awaited before the next reply is pickled: the encoder lends the bytes until then.
+      try {
+        await conn.sendBytes(replyBytes(caller.encoder, reply));
+      } catch {
+        return;
+      }
       // A client that pipelines calls keeps this loop in the microtask queue
       // (every message already buffered, every call synchronous): a turn of
       // the event loop now and then lets the other connections be served.
@@ -406,17 +431,22 @@ export class ManagerServer implements AsyncDisposable {
    */
   #decode(bytes: Buffer, wantsLossless: (request: Request) => boolean, guess?: boolean): Request | Error {
     let request: Request;
+    let decoder: PickleDecoder;
     try {
       // Decode once when the guess (from a glance at the bytes) holds, twice when it does not.
       const first = guess ?? true;
-      request = parseRequest((first ? this.#lossless : this.#plain).decode(bytes));
-      if (wantsLossless(request) !== first) request = parseRequest((first ? this.#plain : this.#lossless).decode(bytes));
+      decoder = first ? this.#lossless : this.#plain;
+      request = parseRequest(decoder.decode(bytes));
+      if (wantsLossless(request) !== first) {
+        decoder = first ? this.#plain : this.#lossless;
+        request = parseRequest(decoder.decode(bytes));
+      }
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
-    // A proxy in a pickle names the global RebuildProxy, so the bytes hold that
-    // name: most requests carry none, and skip the walk.
-    if (bytes.includes(REBUILD_PROXY_NAME)) {
+    // A proxy in a pickle is a call of the global RebuildProxy, so the bytes
+    // hold that name: most requests carry no global at all, and skip even the search.
+    if (decoder.globalsDecoded > 0 && bytes.includes(REBUILD_PROXY_NAME)) {
       const isOwn = (address: Address): boolean => this.#isOwnAddress(address);
       this.#table.adoptStoredProxies(request.args, isOwn);
       this.#table.adoptStoredProxies(request.kwds, isOwn);
@@ -436,7 +466,7 @@ export class ManagerServer implements AsyncDisposable {
     return port(own) === port(address);
   }
 
-  async #control(caller: Caller, request: Request): Promise<Tuple> {
+  async #control(caller: Caller, request: Request): Promise<Reply> {
     const { method, args } = request;
     try {
       if (!CONTROL.has(method)) throw new ServerFault('AssertionError', `${pyRepr(method)} unrecognized`);
@@ -521,8 +551,9 @@ export class ManagerServer implements AsyncDisposable {
    * or a promise of it when the method returned a promise. A synchronous
    * method's reply is made without a promise.
    */
-  #call(caller: Caller, bytes: Buffer): Tuple | Promise<Tuple> {
-    const peeked = peekIdent(bytes);
+  #call(caller: Caller, bytes: Buffer): Reply | Promise<Reply> {
+    const peeked = peekIdent(bytes, caller.lastIdent);
+    if (typeof peeked === 'string') caller.lastIdent = peeked;
     const request = this.#decode(bytes, this.#wantsLossless, peeked === undefined ? undefined : this.#identWantsLossless(peeked));
     if (request instanceof Error) return tracebackReply(request);
     const { id, method } = request;
@@ -538,7 +569,7 @@ export class ManagerServer implements AsyncDisposable {
       const args = kwds === null ? request.args : [...request.args, kwds];
       let result: unknown;
       try {
-        result = (held.tracked ? runInTrackedCall : runInCall)(caller.context, () => fn.apply(held.obj, args));
+        result = (held.tracked ? applyInTrackedCall : applyInCall)(caller.context, fn, held.obj, args);
       } catch (err) {
         return raisedReply(err);
       }
@@ -555,7 +586,7 @@ export class ManagerServer implements AsyncDisposable {
   readonly #wantsLossless = (request: Request): boolean => this.#identWantsLossless(request.id);
 
   /** The reply to a method's result: `#RETURN`, or `#PROXY` when `methodToTypeid` holds the result. */
-  #resultReply(held: HeldObject, method: string, result: unknown): Tuple {
+  #resultReply(held: HeldObject, method: string, result: unknown): Reply {
     const typeid = held.methodToTypeid?.get(method);
     if (typeid === undefined) return encodeReply('#RETURN', result);
     try {
@@ -634,9 +665,10 @@ export class ManagerServer implements AsyncDisposable {
  * CPython's `_callmethod` (and mpconn's client) pickle `(ident, method, args,
  * kwds)`: PROTO, an optional FRAME, MARK or not, then a str or None. Only a
  * hint for choosing the decoder: the request is decoded and checked in full
- * either way.
+ * either way. When the bytes spell `previous`, that string is returned rather
+ * than a new one.
  */
-export function peekIdent(bytes: Uint8Array): string | null | undefined {
+export function peekIdent(bytes: Uint8Array, previous: string | null = null): string | null | undefined {
   let i = 0;
   if (bytes[i] === 0x80) i += 2; // PROTO n
   if (bytes[i] === 0x95) i += 9; // FRAME + 8-byte length
@@ -659,7 +691,16 @@ export function peekIdent(bytes: Uint8Array): string | null | undefined {
     return undefined;
   }
   if (length > 64 || start + length > bytes.length) return undefined;
+  if (previous !== null && spells(bytes, start, length, previous)) return previous;
+  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1', start, start + length);
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
+}
+
+/** Whether `bytes[start, start + length)` are the latin-1 codes of `text`. */
+function spells(bytes: Uint8Array, start: number, length: number, text: string): boolean {
+  if (text.length !== length) return false;
+  for (let i = 0; i < length; i++) if (bytes[start + i] !== text.charCodeAt(i)) return false;
+  return true;
 }
 
 const END: Read = { kind: 'end' };
@@ -673,16 +714,23 @@ function read(conn: Connection): Promise<Read> {
   );
 }
 
-/** Sends a reply; one that cannot be pickled becomes `#UNSERIALIZABLE`. False when the connection is gone. */
-async function send(conn: Connection, reply: Tuple): Promise<boolean> {
-  let bytes: Uint8Array;
+/**
+ * A reply's pickle, lent by `encoder` until its next reply; one that cannot
+ * be pickled becomes `#UNSERIALIZABLE`.
+ */
+function replyBytes(encoder: PickleEncoder, reply: Reply): Uint8Array {
+  if ((reply[1] === null || reply[1] === undefined) && reply[0] === '#RETURN') return RETURN_NONE;
   try {
-    bytes = pickleDumps(reply);
+    return encoder.encodeTupleLent(reply);
   } catch (err) {
-    bytes = pickleDumps(encodeReply('#UNSERIALIZABLE', tracebackText(err)));
+    return encoder.encodeTupleLent(encodeReply('#UNSERIALIZABLE', tracebackText(err)));
   }
+}
+
+/** Sends a reply (as `replyBytes`). False when the connection is gone. */
+async function send(caller: Caller, reply: Reply): Promise<boolean> {
   try {
-    await conn.sendBytes(bytes);
+    await caller.conn.sendBytes(replyBytes(caller.encoder, reply));
     return true;
   } catch {
     return false;
@@ -694,12 +742,12 @@ function boundedClose(conn: Connection): Promise<void> {
   return conn.close({ timeout: CLOSE_FLUSH_MS }).catch(() => {});
 }
 
-function tracebackReply(err: unknown): Tuple {
+function tracebackReply(err: unknown): Reply {
   return encodeReply('#TRACEBACK', tracebackText(err));
 }
 
 /** The reply to what a method threw: a `PyObject` is the exception the client raises (`#ERROR`), anything else a traceback. */
-function raisedReply(err: unknown): Tuple {
+function raisedReply(err: unknown): Reply {
   return err instanceof PyObject ? encodeReply('#ERROR', err) : tracebackReply(err);
 }
 

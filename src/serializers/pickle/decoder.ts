@@ -17,6 +17,12 @@ import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple } from './types.js';
  * reusing memoized arguments) draws on a budget proportional to the input.
  */
 
+/** What the decoder reads when it is not decoding: holding no one's input. */
+const EMPTY = new Uint8Array(0);
+/** BINFLOAT's 8 bytes are copied here to be read as a double, rather than making a DataView per pickle. */
+const FLOAT_BYTES = new Uint8Array(8);
+const FLOAT_VIEW = new DataView(FLOAT_BYTES.buffer);
+
 /** Longest decimal integer text accepted (protocol 0); BigInt parsing is superlinear beyond that. */
 const MAX_DECIMAL_DIGITS = 100_000;
 
@@ -203,6 +209,16 @@ function describe(v: unknown): string {
   return typeof v === 'string' ? 'a str' : typeof v;
 }
 
+function callableOf(v: unknown): PyGlobal | PyObject {
+  if (v instanceof PyGlobal || v instanceof PyObject) return v;
+  fail(`${describe(v)} is not callable`);
+}
+
+function argsOf(v: unknown): unknown[] {
+  if (Array.isArray(v)) return v;
+  fail(`call arguments must be a tuple, not ${describe(v)}`);
+}
+
 /** A falsy Python value: BUILD with it is a no-op in CPython. */
 function isFalsy(v: unknown): boolean {
   if (v === null || v === false || v === 0 || v === 0n || v === '') return true;
@@ -281,10 +297,16 @@ export class PickleDecoder {
    * stored is not re-counted in its holders; what that hides costs bytes of
    * the pickle per level like any other nesting.
    */
-  private depths = new Map<object, number>();
+  private readonly depths = new Map<object, number>();
+  /**
+   * Whether this pickle could nest deeper than `maxDepth`. Every opcode adds
+   * at most two levels (FROZENSET in lossless mode: the record and its list;
+   * any other, one), so a pickle of n bytes nests at most 2n + 1 deep: one
+   * that short cannot reach the limit, and its depths need no tracking.
+   */
+  private tracksDepth = false;
 
-  private data: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
-  private view: DataView<ArrayBufferLike> = new DataView(this.data.buffer);
+  private data: Uint8Array<ArrayBufferLike> = EMPTY;
   private pos = 0;
   private end = 0;
   private proto = 0;
@@ -297,21 +319,43 @@ export class PickleDecoder {
   /** Where the opcode being decoded starts, and which it is, for error messages. */
   private opStart = 0;
   private op = -1;
+  /**
+   * The machine's state, kept from one decode to the next so that a decode
+   * allocates none of it (a manager server decodes every request with one
+   * decoder); emptied at the end of every decode, so nothing of one pickle is
+   * seen by the next.
+   */
+  private readonly stack: unknown[] = [];
+  private readonly marks: number[] = [];
+  /**
+   * The memo: indices 0, 1, 2 … in an array (what MEMOIZE and Python's
+   * picklers write), any other index in a Map. An index is in the Map only if
+   * it was not the array's next one when stored, and the array then never
+   * grows past it, so the two never hold the same index.
+   */
+  private memoDense: unknown[] = [];
+  private memoSparse: Map<number, unknown> | null = null;
+  /** Where the items above the innermost MARK start (0 without one). */
+  private fence = 0;
+  private globalCount = 0;
+
+  /** How many globals (`PyGlobal`s) the last `decode` met: a value without any holds no object records but the rebuilt builtins. */
+  get globalsDecoded(): number {
+    return this.globalCount;
+  }
 
   decode(bytes: Uint8Array): unknown {
     if (!(bytes instanceof Uint8Array)) {
       throw new TypeError('a pickle must be a Uint8Array (or Buffer)');
     }
+    // A plain view, whatever the input's class: a Buffer's slice() would not copy.
     this.data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = 0;
+    this.globalCount = 0;
+    this.tracksDepth = 2 * bytes.byteLength + 1 > this.maxDepth;
     this.end = bytes.byteLength;
     this.proto = 0;
     this.budget = 2 * bytes.byteLength + 4096;
-    this.dicts = [];
-    this.places = [];
-    this.depths = new Map();
-    this.setsWithDicts = [];
     this.opStart = 0;
     this.op = -1;
     try {
@@ -325,12 +369,17 @@ export class PickleDecoder {
       }
       throw err;
     } finally {
-      this.data = new Uint8Array(0);
-      this.view = new DataView(this.data.buffer);
-      this.dicts = [];
-      this.places = [];
-      this.depths = new Map();
-      this.setsWithDicts = [];
+      // (Each only when there is something to drop; a new array costs less than setting a length, a runtime call.)
+      this.data = EMPTY;
+      if (this.dicts.length > 0) this.dicts = [];
+      if (this.places.length > 0) this.places = [];
+      if (this.depths.size > 0) this.depths.clear();
+      if (this.setsWithDicts.length > 0) this.setsWithDicts = [];
+      if (this.stack.length > 0) this.stack.length = 0;
+      if (this.marks.length > 0) this.marks.length = 0;
+      this.fence = 0;
+      if (this.memoDense.length > 0) this.memoDense = [];
+      this.memoSparse = null;
     }
   }
 
@@ -356,10 +405,10 @@ export class PickleDecoder {
 
   /**
    * `parent` now holds `items` (from index `from` on): it is one level deeper
-   * than its deepest item. Nothing is tracked without a limit.
+   * than its deepest item. Nothing is tracked when the limit cannot be reached.
    */
   nest(parent: object, items: Iterable<unknown>, from = 0): void {
-    if (this.maxDepth === Infinity) return;
+    if (!this.tracksDepth) return;
     let depth = this.depths.get(parent) ?? 1;
     if (Array.isArray(items)) {
       for (let i = from; i < items.length; i++) depth = this.deeper(items[i], depth);
@@ -371,7 +420,7 @@ export class PickleDecoder {
 
   /** `nest` for one item. */
   private nestOne(parent: object, item: unknown): void {
-    if (this.maxDepth === Infinity) return;
+    if (!this.tracksDepth) return;
     this.settle(parent, this.deeper(item, this.depths.get(parent) ?? 1));
   }
 
@@ -486,48 +535,8 @@ export class PickleDecoder {
 
   private run(): unknown {
     if (this.end === 0) throw new UnpicklingError('empty pickle: there is no data to decode', { offset: 0 });
-    const stack: unknown[] = [];
-    const marks: number[] = [];
-    const memo = new Map<number, unknown>();
-    let fence = 0;
-
-    const pop = (): unknown => {
-      if (stack.length <= fence) fail('stack underflow (nothing to take above the mark)');
-      return stack.pop();
-    };
-    const top = (): unknown => {
-      if (stack.length <= fence) fail('stack underflow (nothing to take above the mark)');
-      return stack[stack.length - 1];
-    };
-    const popMark = (): unknown[] => {
-      const mark = marks.pop();
-      if (mark === undefined) fail('could not find MARK');
-      fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
-      const items = stack.slice(mark);
-      stack.length = mark;
-      return items;
-    };
-    const callableOf = (v: unknown): PyGlobal | PyObject => {
-      if (v instanceof PyGlobal || v instanceof PyObject) return v;
-      fail(`${describe(v)} is not callable`);
-    };
-    const argsOf = (v: unknown): unknown[] => {
-      if (Array.isArray(v)) return v;
-      fail(`call arguments must be a tuple, not ${describe(v)}`);
-    };
-    const reduce = (kind: 'reduce' | 'newobj', callable: PyGlobal | PyObject, args: unknown[]): unknown => {
-      if (callable instanceof PyGlobal) {
-        const key = `${callable.module}.${callable.name}`;
-        const rebuild = kind === 'reduce' || NEWOBJ_REBUILDS.has(key) ? REBUILDS.get(key) : undefined;
-        if (rebuild !== undefined) {
-          const value = rebuild(args, this);
-          if (value !== NOT_REBUILT) return value;
-        }
-      }
-      const record = new PyObject(callable, args, { kind });
-      this.nest(record, args);
-      return record;
-    };
+    const stack = this.stack;
+    const marks = this.marks;
 
     for (;;) {
       this.opStart = this.pos;
@@ -550,43 +559,44 @@ export class PickleDecoder {
           break;
         }
         case OP.STOP:
-          return pop();
+          return this.pop();
         case OP.MARK:
           marks.push(stack.length);
-          fence = stack.length;
+          this.fence = stack.length;
           break;
         case OP.POP:
-          if (stack.length > fence) stack.pop();
-          else if (marks.length > 0 && marks[marks.length - 1] === stack.length) popMark();
+          if (stack.length > this.fence) stack.pop();
+          else if (marks.length > 0 && marks[marks.length - 1] === stack.length) this.popMark();
           else fail('stack underflow');
           break;
         case OP.POP_MARK:
-          popMark();
+          this.popMark();
           break;
         case OP.DUP:
-          stack.push(top());
+          stack.push(this.top());
           break;
 
         // Memo
         case OP.PUT:
-          memo.set(this.memoIndex(this.line()), top());
+          this.memoSet(this.memoIndex(this.line()), this.top());
           break;
         case OP.BINPUT:
-          memo.set(this.u8(), top());
+          this.memoSet(this.u8(), this.top());
           break;
         case OP.LONG_BINPUT:
-          memo.set(this.u32(), top());
+          this.memoSet(this.u32(), this.top());
           break;
         case OP.MEMOIZE:
-          memo.set(memo.size, top());
+          this.memoSet(this.memoDense.length + (this.memoSparse?.size ?? 0), this.top());
           break;
         case OP.GET:
         case OP.BINGET:
         case OP.LONG_BINGET: {
           const index =
             op === OP.GET ? this.memoIndex(this.line()) : op === OP.BINGET ? this.u8() : this.u32();
-          if (!memo.has(index)) fail(`memo value not found at index ${index}`);
-          stack.push(memo.get(index));
+          if (index < this.memoDense.length) stack.push(this.memoDense[index]);
+          else if (this.memoSparse?.has(index) === true) stack.push(this.memoSparse.get(index));
+          else fail(`memo value not found at index ${index}`);
           break;
         }
 
@@ -615,13 +625,13 @@ export class PickleDecoder {
           break;
         }
         case OP.BININT:
-          stack.push(this.view.getInt32(this.take(4), true));
+          stack.push(this.i32());
           break;
         case OP.BININT1:
           stack.push(this.u8());
           break;
         case OP.BININT2:
-          stack.push(this.view.getUint16(this.take(2), true));
+          stack.push(this.u16());
           break;
         case OP.LONG1: {
           const n = this.u8();
@@ -629,7 +639,7 @@ export class PickleDecoder {
           break;
         }
         case OP.LONG4: {
-          const n = this.view.getInt32(this.take(4), true);
+          const n = this.i32();
           if (n < 0) fail('LONG4 has a negative byte count');
           stack.push(this.decodeLong(this.take(n), n));
           break;
@@ -640,7 +650,7 @@ export class PickleDecoder {
           break;
         }
         case OP.BINFLOAT:
-          stack.push(this.float(this.view.getFloat64(this.take(8), false)));
+          stack.push(this.float(this.f64()));
           break;
 
         // Strings and bytes
@@ -654,7 +664,7 @@ export class PickleDecoder {
           break;
         }
         case OP.BINSTRING: {
-          const n = this.view.getInt32(this.take(4), true);
+          const n = this.i32();
           if (n < 0) fail('BINSTRING has a negative byte count');
           const start = this.take(n);
           stack.push(readLatin1(this.data, start, start + n));
@@ -703,7 +713,7 @@ export class PickleDecoder {
           break;
         case OP.TUPLE:
         case OP.LIST: {
-          const items = op === OP.TUPLE ? this.tuple(popMark()) : popMark();
+          const items = op === OP.TUPLE ? this.tuple(this.popMark()) : this.popMark();
           this.noteItems(items);
           stack.push(items);
           break;
@@ -712,52 +722,55 @@ export class PickleDecoder {
         case OP.TUPLE2:
         case OP.TUPLE3: {
           const n = op - OP.TUPLE1 + 1;
-          if (stack.length - fence < n) fail('stack underflow');
-          const items = this.tuple(stack.splice(stack.length - n, n));
+          if (stack.length - this.fence < n) fail('stack underflow');
+          // Array literals: splice makes its result through the generic array path.
+          const last = stack.pop();
+          const items = this.tuple(n === 1 ? [last] : n === 2 ? [stack.pop(), last] : [stack[stack.length - 2], stack.pop(), last]);
+          if (n === 3) stack.pop();
           this.noteItems(items);
           stack.push(items);
           break;
         }
         case OP.APPEND: {
-          const item = pop();
-          this.appendItems(top(), [item]);
+          const item = this.pop();
+          this.appendItems(this.top(), [item]);
           break;
         }
         case OP.APPENDS: {
-          const items = popMark();
-          this.appendItems(top(), items);
+          const items = this.popMark();
+          this.appendItems(this.top(), items);
           break;
         }
         case OP.EMPTY_DICT:
           stack.push(this.newDict());
           break;
         case OP.DICT: {
-          const items = popMark();
+          const items = this.popMark();
           const dict = this.newDict();
           this.setItems(dict, items);
           stack.push(dict);
           break;
         }
         case OP.SETITEM: {
-          const value = pop();
-          const key = pop();
-          this.setItems(top(), [key, value]);
+          const value = this.pop();
+          const key = this.pop();
+          this.setItems(this.top(), [key, value]);
           break;
         }
         case OP.SETITEMS: {
-          const items = popMark();
-          this.setItems(top(), items);
+          const items = this.popMark();
+          this.setItems(this.top(), items);
           break;
         }
         case OP.EMPTY_SET:
           stack.push(new Set());
           break;
         case OP.FROZENSET:
-          stack.push(this.lossless ? frozensetRecord(popMark(), this) : this.newSet(popMark()));
+          stack.push(this.lossless ? frozensetRecord(this.popMark(), this) : this.newSet(this.popMark()));
           break;
         case OP.ADDITEMS: {
-          const items = popMark();
-          const target = top();
+          const items = this.popMark();
+          const target = this.top();
           if (!(target instanceof Set)) fail(`ADDITEMS needs a set, not ${describe(target)}`);
           for (let i = 0; i < items.length; i++) target.add(items[i]);
           this.noteSet(target, items);
@@ -772,8 +785,8 @@ export class PickleDecoder {
           break;
         }
         case OP.STACK_GLOBAL: {
-          const name = pop();
-          const module = pop();
+          const name = this.pop();
+          const module = this.pop();
           if (typeof name !== 'string' || typeof module !== 'string') {
             fail('STACK_GLOBAL requires str');
           }
@@ -783,13 +796,13 @@ export class PickleDecoder {
         case OP.INST: {
           const module = this.text(this.line());
           const name = this.text(this.line());
-          const args = popMark();
+          const args = this.popMark();
           this.noteItems(args);
           stack.push(new PyObject(this.global(module, name), args, { kind: 'inst' }));
           break;
         }
         case OP.OBJ: {
-          const items = popMark();
+          const items = this.popMark();
           if (items.length === 0) fail('OBJ needs a class after the MARK');
           const args = items.slice(1);
           this.noteItems(args);
@@ -797,21 +810,21 @@ export class PickleDecoder {
           break;
         }
         case OP.REDUCE: {
-          const args = argsOf(pop());
-          const callable = callableOf(top());
-          stack[stack.length - 1] = reduce('reduce', callable, args);
+          const args = argsOf(this.pop());
+          const callable = callableOf(this.top());
+          stack[stack.length - 1] = this.reduce('reduce', callable, args);
           break;
         }
         case OP.NEWOBJ: {
-          const args = argsOf(pop());
-          const cls = callableOf(pop());
-          stack.push(reduce('newobj', cls, args));
+          const args = argsOf(this.pop());
+          const cls = callableOf(this.pop());
+          stack.push(this.reduce('newobj', cls, args));
           break;
         }
         case OP.NEWOBJ_EX: {
-          const kwargs = pop();
-          const args = argsOf(pop());
-          const cls = callableOf(pop());
+          const kwargs = this.pop();
+          const args = argsOf(this.pop());
+          const cls = callableOf(this.pop());
           if (!(kwargs instanceof Dict)) fail(`NEWOBJ_EX keyword arguments must be a dict, not ${describe(kwargs)}`);
           const record = new PyObject(cls, args, { kind: 'newobj_ex', kwargs: kwargs as unknown as Map<unknown, unknown> });
           this.noteField(record, 'kwargs');
@@ -819,8 +832,8 @@ export class PickleDecoder {
           break;
         }
         case OP.BUILD: {
-          const state = pop();
-          const target = top();
+          const state = this.pop();
+          const target = this.top();
           if (target instanceof PyObject && target.state === undefined) {
             target.state = state;
             this.noteField(target, 'state');
@@ -843,14 +856,60 @@ export class PickleDecoder {
             op === OP.EXT1
               ? this.u8()
               : op === OP.EXT2
-                ? this.view.getUint16(this.take(2), true)
-                : this.view.getInt32(this.take(4), true);
+                ? this.u16()
+                : this.i32();
           fail(`extension code ${code} is not registered (copyreg extensions are not supported)`);
         }
         default:
           fail(`invalid load key, ${JSON.stringify(String.fromCharCode(op))} (0x${op.toString(16).padStart(2, '0')})`);
       }
     }
+  }
+
+  private memoSet(index: number, value: unknown): void {
+    const dense = this.memoDense;
+    if (index < dense.length) dense[index] = value;
+    else if (index === dense.length && this.memoSparse?.has(index) !== true) dense.push(value);
+    else (this.memoSparse ??= new Map()).set(index, value);
+  }
+
+  private pop(): unknown {
+    const stack = this.stack;
+    if (stack.length <= this.fence) fail('stack underflow (nothing to take above the mark)');
+    return stack.pop();
+  }
+
+  private top(): unknown {
+    const stack = this.stack;
+    if (stack.length <= this.fence) fail('stack underflow (nothing to take above the mark)');
+    return stack[stack.length - 1];
+  }
+
+  /** The items above the innermost MARK, taken off the stack with it. */
+  private popMark(): unknown[] {
+    const marks = this.marks;
+    const mark = marks.pop();
+    if (mark === undefined) fail('could not find MARK');
+    this.fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+    const stack = this.stack;
+    const items = stack.slice(mark);
+    // Popped rather than truncated: setting an array's length is a call into the runtime.
+    for (let i = stack.length; i > mark; i--) stack.pop();
+    return items;
+  }
+
+  private reduce(kind: 'reduce' | 'newobj', callable: PyGlobal | PyObject, args: unknown[]): unknown {
+    if (callable instanceof PyGlobal) {
+      const key = `${callable.module}.${callable.name}`;
+      const rebuild = kind === 'reduce' || NEWOBJ_REBUILDS.has(key) ? REBUILDS.get(key) : undefined;
+      if (rebuild !== undefined) {
+        const value = rebuild(args, this);
+        if (value !== NOT_REBUILT) return value;
+      }
+    }
+    const record = new PyObject(callable, args, { kind });
+    this.nest(record, args);
+    return record;
   }
 
   /** A decoded tuple: a plain array, or (lossless) the same array as a `Tuple`, without copying. */
@@ -865,6 +924,7 @@ export class PickleDecoder {
   }
 
   private global(module: string, name: string): PyGlobal {
+    this.globalCount++;
     if (this.proto < 3) {
       const [mod, renamed] = python3Name(module, name);
       return new PyGlobal(mod, renamed);
@@ -886,14 +946,32 @@ export class PickleDecoder {
     return this.data[this.take(1)]!;
   }
 
+  private u16(): number {
+    const at = this.take(2);
+    return this.data[at]! | (this.data[at + 1]! << 8);
+  }
+
+  private i32(): number {
+    const at = this.take(4);
+    const d = this.data;
+    return d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24);
+  }
+
   private u32(): number {
-    return this.view.getUint32(this.take(4), true);
+    return this.i32() >>> 0;
+  }
+
+  /** A big-endian IEEE 754 double (BINFLOAT). */
+  private f64(): number {
+    const at = this.take(8);
+    for (let i = 0; i < 8; i++) FLOAT_BYTES[i] = this.data[at + i]!;
+    return FLOAT_VIEW.getFloat64(0, false);
   }
 
   /** An unsigned 64-bit length; beyond 2**53 it is far more than any input, so the approximation is harmless. */
   private u64(): number {
-    const at = this.take(8);
-    return this.view.getUint32(at, true) + this.view.getUint32(at + 4, true) * 2 ** 32;
+    const low = this.u32();
+    return low + this.u32() * 2 ** 32;
   }
 
   /** The argument of a text opcode: up to (not including) the next newline. */

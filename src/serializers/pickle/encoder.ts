@@ -67,8 +67,51 @@ export class PickleEncoder {
   private active = new Map<object, number>();
   private busy = false;
 
+  /**
+   * `keepBufferBytes`: the largest buffer kept for the next message (default
+   * 1 MiB); one grown larger for a big message is let go after it.
+   */
+  constructor(private readonly keepBufferBytes = KEEP_BUFFER_BYTES) {}
+
+  /** The pickle of `value`, in a new array of its own. */
   encode(value: unknown): Uint8Array {
     if (this.busy) return new PickleEncoder().encode(value); // re-entered from a getter
+    const length = this.encodeToBuffer(value);
+    const out = new Uint8Array(length);
+    out.set(this.buf.subarray(0, length));
+    if (this.buf.length > this.keepBufferBytes) this.buf = Buffer.allocUnsafe(256);
+    return out;
+  }
+
+  /**
+   * The pickle of `value` as a view of this encoder's own buffer, lent until
+   * its next `encode` or `encodeLent`: no array is made for it. For a caller
+   * that is done with the bytes by then (a manager server's connection hands
+   * its reply to `sendBytes` and awaits it before the next one).
+   */
+  encodeLent(value: unknown): Uint8Array {
+    if (this.busy) return new PickleEncoder().encode(value); // re-entered from a getter
+    return this.lend(this.encodeToBuffer(value));
+  }
+
+  /**
+   * `encodeLent` of the tuple `items` (whatever the array's class): the bytes
+   * `encode(Tuple.from(items))` gives, without making that Tuple.
+   */
+  encodeTupleLent(items: readonly unknown[]): Uint8Array {
+    if (this.busy) return new PickleEncoder().encode(Tuple.from(items));
+    return this.lend(this.encodeToBuffer(items, true));
+  }
+
+  /** The first `length` bytes of the buffer, as a plain view (a Buffer's subarray() constructs a Buffer subclass, which costs more). */
+  private lend(length: number): Uint8Array {
+    return new Uint8Array(this.buf.buffer, this.buf.byteOffset, length);
+  }
+
+  /** Writes the pickle of `value` (`asTuple`: an array written as a tuple) at the start of `buf`; returns its length. */
+  private encodeToBuffer(value: unknown, asTuple = false): number {
+    // (After a lent pickle the buffer is let go only now: the view was valid until this call.)
+    if (this.buf.length > this.keepBufferBytes) this.buf = Buffer.allocUnsafe(256);
     this.busy = true;
     try {
       this.pos = 0;
@@ -76,13 +119,12 @@ export class PickleEncoder {
       this.framing = false;
       this.write2(OP.PROTO, 4);
       this.framing = true;
-      this.save(value, 0, false);
+      if (asTuple) this.saveTuple(value as unknown[], this.memo, 1, false);
+      else this.save(value, 0, false);
       this.write1(OP.STOP);
       this.commitFrame();
       this.framing = false;
-      const out = new Uint8Array(this.pos);
-      out.set(this.buf.subarray(0, this.pos));
-      return out;
+      return this.pos;
     } catch (err) {
       // The encoder recurses: a value nested deep enough exhausts the JS stack
       // before MAX_DEPTH (tuples, dicts and records use more stack per level than
@@ -100,7 +142,6 @@ export class PickleEncoder {
       this.globalMemo.clear();
       this.active.clear();
       this.memoSize = 0;
-      if (this.buf.length > KEEP_BUFFER_BYTES) this.buf = Buffer.allocUnsafe(256);
       this.busy = false;
     }
   }
