@@ -20,6 +20,7 @@ import {
   MpconnError,
   Pipe,
   ProtocolError,
+  PyObject,
   UnpicklingError,
   type Serializer,
 } from 'mpconn';
@@ -90,6 +91,43 @@ describe('hardening: decoders limit nesting depth', function () {
       const four = Buffer.from([0x80, 4, 0x7d, 0x8c, 1, 0x6b, 0x5d, 0x5d, 0x5d, 0x4e, 0x61, 0x61, 0x61, 0x73, 0x2e]);
       await a.sendBytes(four);
       expect(await rejectionOf(b.recv())).to.be.instanceOf(UnpicklingError);
+      await a.send('next');
+      expect(await b.recv()).to.equal('next');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('pickle: counts depth through objects holding the next level in list items, dict items or arguments (APPEND, SETITEMS, OBJ, INST)', async () => {
+    const [a, b] = await Pipe(true, { serializer: 'pickle', maxDepth: 4 });
+    const C = Buffer.from('c__main__\nC\nq\x00', 'latin1'); // GLOBAL __main__.C, memoized as 0
+    const record = Buffer.from('h\x00)\x81', 'latin1'); // BINGET 0, EMPTY_TUPLE, NEWOBJ: a C() record
+    const key = Buffer.from('X\x01\x00\x00\x00k', 'latin1');
+    const pickle = (...parts: (Buffer | string)[]): Buffer =>
+      Buffer.concat([Buffer.from([0x80, 2]), C, Buffer.from('0', 'latin1'), ...parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)), Buffer.from('.')]);
+    const times = (n: number, part: Buffer | string): Buffer => Buffer.concat(Array.from({ length: n }, () => (typeof part === 'string' ? Buffer.from(part, 'latin1') : part)));
+    // n objects, each holding the next: by APPEND (an object is two levels above the next: it, and its list items) ...
+    const appended = (n: number) => pickle(times(n, record), times(n - 1, 'a'));
+    // ... by SETITEMS (it, and its dict items) ...
+    const setItems = (n: number) => pickle(times(n - 1, Buffer.concat([record, Buffer.from('('), key])), record, times(n - 1, 'u'));
+    // ... as the argument of OBJ or INST (one level each).
+    const obj = (n: number) => pickle(times(n, Buffer.from('(h\x00', 'latin1')), times(n, 'o'));
+    const inst = (n: number) => pickle(times(n, '('), times(n, 'i__main__\nC\n'));
+    try {
+      for (const [name, within, beyond] of [
+        ['APPEND', appended(2), appended(3)], // 3 deep, 5 deep
+        ['SETITEMS', setItems(2), setItems(3)],
+        ['OBJ', obj(4), obj(5)], // 4 deep, 5 deep
+        ['INST', inst(4), inst(5)],
+      ] as const) {
+        await a.sendBytes(within);
+        expect(await b.recv(), name).to.be.instanceOf(PyObject);
+        await a.sendBytes(beyond);
+        const err = await rejectionOf(b.recv());
+        expect(err, name).to.be.instanceOf(UnpicklingError);
+        expect((err as Error).message, name).to.match(/maxDepth 4\b/);
+      }
       await a.send('next');
       expect(await b.recv()).to.equal('next');
     } finally {

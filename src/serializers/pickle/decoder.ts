@@ -279,7 +279,11 @@ export interface PickleDecoderOptions {
 }
 
 /**
- * One decoder per serializer; `decode` keeps no state between calls.
+ * One decoder per serializer. Its working state (stack, marks, memo) is reused
+ * from one `decode` to the next and emptied at the end of each, however it
+ * ends, so nothing of one message is seen by the next. `decode` is not
+ * re-entrant, and need not be: it is synchronous and runs no code of its
+ * caller (the rebuild table is fixed, and no getter is called).
  */
 export class PickleDecoder {
   readonly lossless: boolean;
@@ -479,6 +483,8 @@ export class PickleDecoder {
       fail(`cannot set items on ${describe(target)}`);
     }
     this.nest(dict, items);
+    // An object is a level above its dict items, which may have grown deeper since the record got them.
+    if (target !== dict) this.nestOne(target as PyObject, dict);
     const { keys, values } = dict;
     for (let i = 0; i < items.length; i += 2) {
       const key = items[i];
@@ -501,6 +507,7 @@ export class PickleDecoder {
     const start = list.length;
     for (let i = 0; i < items.length; i++) list.push(items[i]);
     this.noteItems(list, start);
+    if (list !== target) this.nestOne(target as PyObject, list);
   }
 
   /**
@@ -798,7 +805,9 @@ export class PickleDecoder {
           const name = this.text(this.line());
           const args = this.popMark();
           this.noteItems(args);
-          stack.push(new PyObject(this.global(module, name), args, { kind: 'inst' }));
+          const record = new PyObject(this.global(module, name), args, { kind: 'inst' });
+          this.nest(record, args);
+          stack.push(record);
           break;
         }
         case OP.OBJ: {
@@ -806,7 +815,9 @@ export class PickleDecoder {
           if (items.length === 0) fail('OBJ needs a class after the MARK');
           const args = items.slice(1);
           this.noteItems(args);
-          stack.push(new PyObject(callableOf(items[0]), args, { kind: 'obj' }));
+          const record = new PyObject(callableOf(items[0]), args, { kind: 'obj' });
+          this.nest(record, args);
+          stack.push(record);
           break;
         }
         case OP.REDUCE: {
