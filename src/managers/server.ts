@@ -15,8 +15,7 @@ import type { Address, Family } from '../listener/index.js';
 import type { Connection } from '../connection/index.js';
 import { PyObject, Tuple } from '../serializers/index.js';
 import { DEFAULT_MAX_DEPTH } from '../serializers/depth.js';
-import { PickleDecoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
-import { PickleEncoder } from '../serializers/pickle/encoder.js';
+import { PickleDecoder, PickleEncoder, dumps as pickleDumps } from '../serializers/pickle/index.js';
 import { applyInCall, applyInTrackedCall, runInCall, runInTrackedCall } from './context.js';
 import type { CallContext } from './context.js';
 import { Kwargs, Token, encodeReply, parseRequest, pyTypeOf, tokenFromPickle, tokenToPickle } from './protocol.js';
@@ -103,8 +102,7 @@ interface Registration {
 /** One client connection: the owner its calls run as, and the signal that aborts when it goes. */
 class Caller {
   readonly controller = new AbortController();
-  /** This connection's replies are pickled here: it lends each one's bytes until the next (see `sendReply`). */
-  readonly encoder = new PickleEncoder(REPLY_BUFFER_BYTES);
+  #encoder: PickleEncoder | null = null;
   /** The ident of this connection's last method call (a client calls one object many times in a row). */
   lastIdent: string | null = null;
   /** Replaced once, when `accept_connection` names the client thread. */
@@ -115,6 +113,15 @@ class Caller {
     name: string,
   ) {
     this.context = { owner: Object.freeze({ name }), signal: this.controller.signal };
+  }
+
+  /**
+   * This connection's replies are pickled here: it lends each one's bytes
+   * until the next (see `replyBytes`). Made at the first reply: CPython opens
+   * a connection for every `create`, `incref` and `decref`.
+   */
+  get encoder(): PickleEncoder {
+    return (this.#encoder ??= new PickleEncoder(REPLY_BUFFER_BYTES));
   }
 
   rename(name: string): void {
@@ -145,8 +152,13 @@ const REBUILD_PROXY_NAME = Buffer.from('RebuildProxy');
 /** Calls one connection may serve back to back before it lets the event loop serve the others. */
 const YIELD_EVERY = 32;
 
-/** The largest reply buffer a connection keeps for its next reply (a bigger one is let go after its reply). */
-const REPLY_BUFFER_BYTES = 64 * 1024;
+/**
+ * The largest reply buffer a connection keeps for its next reply (a bigger one
+ * is let go after its reply): 16 KiB, what the connection copies into its
+ * write batch anyway, so many idle connections that once sent a large reply
+ * hold little.
+ */
+const REPLY_BUFFER_BYTES = 16 * 1024;
 
 /** The commonest reply (a method returning None, as `__setitem__` does), pickled once: what the encoder writes for it. */
 const RETURN_NONE = pickleDumps(new Tuple('#RETURN', null));

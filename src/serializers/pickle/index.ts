@@ -42,6 +42,7 @@ import { PickleEncoder } from './encoder.js';
 
 export { PyComplex, PyFloat, PyGlobal, PyObject, Tuple, formatPyFloat } from './types.js';
 export { PickleDecoder } from './decoder.js';
+export { PickleEncoder } from './encoder.js';
 export type { PickleDecoderOptions } from './decoder.js';
 export type { PyObjectKind, PyObjectOptions } from './types.js';
 
