@@ -89,6 +89,38 @@ describe('batch receives', () => {
       expect(texts(await rest)).to.deep.equal(['m3', 'm4', 'm5']);
     });
 
+    it('pending batches of bytes, each full mid-chunk, hand the chunk on in call order: the next batch, a recvBytesInto, then the inbox', async () => {
+      const p = await peer();
+      const first = p.conn.recvBytesMany({ max: 2 });
+      const second = p.conn.recvBytesMany({ max: 3 });
+      const into = Buffer.alloc(8);
+      const filled = p.conn.recvBytesInto(into);
+      const last = p.conn.recvBytesMany({ max: 1 });
+      const wire = Buffer.concat([frames(8), frame('long message')]);
+      // The last frame goes on in a second chunk: it reaches the batch behind them all.
+      await writeRaw(p.raw, wire.subarray(0, wire.length - 3));
+      expect(texts(await within(first, 5000, 'the first batch'))).to.deep.equal(['m0', 'm1']);
+      expect(texts(await second)).to.deep.equal(['m2', 'm3', 'm4']);
+      expect(await filled).to.equal(2);
+      expect(into.subarray(0, 2).toString()).to.equal('m5');
+      expect(texts(await last)).to.deep.equal(['m6']);
+      const behind = p.conn.recvBytesMany();
+      expect(texts(await behind)).to.deep.equal(['m7']);
+      const spanning = p.conn.recvBytesMany();
+      expect(await stillPending(spanning)).to.equal(true);
+      await writeRaw(p.raw, wire.subarray(wire.length - 3));
+      expect(texts(await within(spanning, 5000, 'the batch of the spanning frame'))).to.deep.equal(['long message']);
+    });
+
+    it('a pending batch of bytes with maxlength meets a longer message mid-chunk: it resolves with those before it, a batch behind it rejects', async () => {
+      const p = await peer();
+      const batch = p.conn.recvBytesMany({ maxlength: 2 });
+      const behind = p.conn.recvBytesMany({ maxlength: 2 });
+      await writeRaw(p.raw, Buffer.concat([frames(3), frame('too long'), frames(1, 3)]));
+      expect(texts(await within(batch, 5000, 'the batch'))).to.deep.equal(['m0', 'm1', 'm2']);
+      expectProtocol(await rejectionOf(behind), 'ERR_MESSAGE_TOO_LONG');
+    });
+
     it('an empty message is a message', async () => {
       const p = await peer();
       await bufferAll(p, Buffer.concat([frame(''), frame('x'), frame('')]));

@@ -58,6 +58,22 @@ describe('FrameDecoder', () => {
       expect(views[0]!.toString()).to.equal('in place');
     });
 
+    it('hands over views that are Buffers like any other, at the right bytes of a chunk that is itself a view', () => {
+      const views: Buffer[] = [];
+      const decoder = new FrameDecoder({ header: () => null, frame: (p) => views.push(p), error: () => {} }, 1 << 30);
+      const wire = Buffer.concat([Buffer.from('pad'), frame(Buffer.from('one')), frame(Buffer.from('')), frame(Buffer.from('three'))]);
+      const chunk = wire.subarray(3);
+      decoder.push(chunk);
+      expect(views.map(String)).to.deep.equal(['one', '', 'three']);
+      for (const v of views) {
+        expect(Object.getPrototypeOf(v)).to.equal(Buffer.prototype);
+        expect(v.buffer).to.equal(wire.buffer);
+      }
+      expect(views[0]!.byteOffset).to.equal(chunk.byteOffset + 4);
+      expect(views[2]!.byteOffset).to.equal(chunk.byteOffset + 15);
+      expect(views[2]!.subarray(1, 3).toString()).to.equal('hr');
+    });
+
     it('reassembles a header split at every possible byte', () => {
       const bytes = Buffer.concat([frame(Buffer.from('abc')), frame(Buffer.from('defgh'))]);
       for (let cut = 1; cut < bytes.length; cut++) {

@@ -87,6 +87,15 @@ export class Receiver {
   readonly #ready: Notifier;
   /** What the last `#takeMany` took, in bytes (for the turn budget). */
   #takenBytes = 0;
+  /**
+   * While a chunk is read and a batch of bytes is first in line, its messages
+   * go straight into this array (not through the inbox); the batch resolves
+   * with it when the chunk is read, or as soon as it is full or meets a
+   * message over its `maxlength`.
+   */
+  #collected: Buffer[] | null = null;
+  #collectMax = 0;
+  #collectMaxlength = 0;
 
   constructor(stream: Duplex, options: ReceiverOptions) {
     this.#stream = stream;
@@ -138,8 +147,17 @@ export class Receiver {
   push(chunk: Buffer): void {
     if (this.#state === ReadState.Closed) return;
     this.#decoder.push(chunk);
-    // A batch receive first in line gathers the messages of the whole chunk in the inbox: it takes them now.
+    // A batch receive first in line gathers the messages of the whole chunk: it takes them now.
+    if (this.#collected !== null) this.#resolveCollected();
     if (this.#inbox.length > 0 && this.#pending.length > 0) this.#servePending();
+  }
+
+  /** The batch first in line resolves with the messages collected for it. */
+  #resolveCollected(): void {
+    const batch = this.#collected!;
+    this.#collected = null;
+    this.#pending.shift()!.resolve(batch);
+    if (this.#pending.length > 0) this.#checkFront();
   }
 
   /** The stream ended (`cause`: the error that ended it). */
@@ -164,6 +182,7 @@ export class Receiver {
   close(errorOf: () => unknown): void {
     // Made only when a receive is waiting: most connections close with none.
     let err: unknown;
+    this.#collected = null;
     for (const r of this.#pending.drain()) this.#settleError(r, (err ??= errorOf()));
     this.#inbox.drain();
     this.#inboxCost = 0;
@@ -383,6 +402,11 @@ export class Receiver {
   }
 
   #onHeader(length: number): Uint8Array | null | false {
+    if (this.#collected !== null) {
+      if (length <= this.#collectMaxlength) return null;
+      // The batch stops before this message: the next receive meets it first.
+      this.#resolveCollected();
+    }
     const r = this.#pending.peek();
     if (r === undefined) return null;
     if (length > r.maxlength) {
@@ -399,6 +423,12 @@ export class Receiver {
   }
 
   #onFrame(payload: Buffer, direct: boolean): void {
+    const collected = this.#collected;
+    if (collected !== null && !direct) {
+      collected.push(payload);
+      if (collected.length === this.#collectMax) this.#resolveCollected();
+      return;
+    }
     const r = this.#pending.peek();
     if (direct && r?.filling !== true) {
       // Written into a buffer whose receive is gone (it detaches first, so this
@@ -412,7 +442,20 @@ export class Receiver {
       if (this.#pending.length > 0) this.#checkFront();
       return;
     }
-    // No one waits, or a batch does: it takes what the chunk holds once the chunk is read (`push`).
+    if (r !== undefined && r.kind === ReceiveKind.Bytes && this.#inbox.length === 0 && !direct) {
+      // A batch of bytes: it takes what the chunk holds once the chunk is read (`push`).
+      if (r.max === 1) {
+        this.#pending.shift();
+        r.resolve([payload]);
+        if (this.#pending.length > 0) this.#checkFront();
+        return;
+      }
+      this.#collected = [payload];
+      this.#collectMax = r.max;
+      this.#collectMaxlength = r.maxlength;
+      return;
+    }
+    // No one waits, or a batch of values does: it takes what the chunk holds once the chunk is read (`push`).
     this.#inbox.push(payload);
     this.#inboxCost += payload.length + MESSAGE_OVERHEAD;
     if (!this.#paused && this.#inboxCost > INBOX_HIGH_WATER) {
@@ -481,6 +524,7 @@ export class Receiver {
 
   /** Once unreadable, receives still pending can get nothing. */
   #failPending(): void {
+    this.#collected = null;
     const err = notReadableError();
     for (const other of this.#pending.drain()) this.#settleError(other, err);
   }
@@ -488,6 +532,7 @@ export class Receiver {
   #becomeUnreadable(): void {
     this.#state = ReadState.Unreadable;
     this.#end = null;
+    this.#collected = null;
     this.#decoder.halt();
     this.#inbox.drain();
     this.#inboxCost = 0;
@@ -514,6 +559,7 @@ export class Receiver {
 
   /** Bad framing (or a frame over maxMessageSize): reported once, after the messages before it. */
   #onFramingError(err: ProtocolError): void {
+    if (this.#collected !== null) this.#resolveCollected();
     if (debugging()) debug('connection: framing error %s: %s', err.code, err.message);
     publish(channels.connectionError, () => ({ connection: this.#owner, error: err }));
     this.#beginEnding(err, true);
