@@ -327,6 +327,35 @@ describe('batch receives', () => {
       expect(await b.recvMany({ parse })).to.deep.equal([4]);
     });
 
+    it('decodes (and parses) each message once, also the one a batch stopped before', async () => {
+      const decoded: string[] = [];
+      const serializer = {
+        encode: (v: unknown) => Buffer.from(JSON.stringify(v)),
+        decode: (bytes: Uint8Array) => {
+          const text = Buffer.from(bytes).toString();
+          decoded.push(text);
+          if (text === '"bad"') throw new SyntaxError('bad message');
+          return JSON.parse(text) as unknown;
+        },
+      };
+      const p = await peer({ serializer });
+      await bufferAll(p, Buffer.concat(['1', '2', '"bad"', '3', '5', '6'].map((t) => frame(t))));
+      const parsed: unknown[] = [];
+      const parse = (v: unknown): unknown => {
+        parsed.push(v);
+        if (v === 5) throw new RangeError('five');
+        return v;
+      };
+      expect(await p.conn.recvMany({ parse })).to.deep.equal([1, 2]);
+      expect((await rejectionOf(p.conn.recvMany({ parse }))).message).to.equal('bad message');
+      expect(await p.conn.recvMany({ parse })).to.deep.equal([3]);
+      // The next call's own parse runs on the value the batch stopped before (here: none).
+      expect(await p.conn.recv()).to.equal(5);
+      expect(await p.conn.recvMany({ parse })).to.deep.equal([6]);
+      expect(decoded).to.deep.equal(['1', '2', '"bad"', '3', '5', '6']);
+      expect(parsed).to.deep.equal([1, 2, 3, 5, 6]);
+    });
+
     it('rejects pending batches with ERR_CLOSED when this side closes, and later calls too', async () => {
       const [, b] = await pipe();
       const batch = b.recvBytesMany();
@@ -469,9 +498,18 @@ describe('batch receives', () => {
     it('a pending batch takes the message that arrives, so poll() (waiting with it) does not report one left behind', async () => {
       const [a, b] = await pipe();
       const batch = b.recvMany();
+      const polling = b.poll(Infinity);
+      const waiting = wait([b]);
       await a.send('x');
       expect(await batch).to.deep.equal(['x']);
+      expect(await stillPending(polling), 'poll()').to.equal(true);
+      expect(await stillPending(waiting), 'wait()').to.equal(true);
       expect(await b.poll()).to.equal(false);
+      // What arrives with no batch waiting is reported to both.
+      await a.send('y');
+      expect(await within(polling, 5000, 'poll()')).to.equal(true);
+      expect(await within(waiting, 5000, 'wait()')).to.deep.equal([b]);
+      expect(await b.recvMany()).to.deep.equal(['y']);
     });
 
     it('a fast writer waits while nobody reads, and taking batches resumes it: every message arrives, memory stays bounded', async () => {

@@ -136,7 +136,8 @@ export interface RecvValueManyOptions<T = unknown> extends RecvManyOptions {
    * Called with each decoded value; what it returns goes into the batch. If
    * it throws, the batch ends before that message, which is the next
    * receive's first (a call that meets it first rejects with the error, and
-   * the message is consumed, as `recv({ parse })` does).
+   * the message is consumed, as `recv({ parse })` does). It runs while the
+   * batch is being taken: it must not receive on, or close, the same connection.
    */
   parse?: (value: unknown) => T;
 }

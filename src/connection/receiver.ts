@@ -85,6 +85,12 @@ export class Receiver {
   /** Ending: the end is reported once, then the side is Unreadable (bad framing, too long). */
   #endOnce = false;
   readonly #ready: Notifier;
+  /**
+   * The message a batch of values stopped before (first in the inbox), as the
+   * serializer decoded it or the error it threw: a custom serializer's
+   * `decode` runs once per message, whoever takes it.
+   */
+  #decoded: { payload: Buffer; failed: boolean; outcome: unknown } | null = null;
   /** What the last `#takeMany` took, in bytes (for the turn budget). */
   #takenBytes = 0;
   /**
@@ -317,11 +323,15 @@ export class Receiver {
       if (kind === ReceiveKind.Bytes) {
         value = payload;
       } else {
+        let decoded = false;
         try {
           value = this.#take(kind, maxlength, null, 0, payload);
+          decoded = true;
           if (parse !== null) value = parse(value);
         } catch (err) {
           if (batch.length > 0) {
+            // The next receive's first: it gets this decoding (or its error) rather than decoding again; its own parse runs.
+            this.#decoded = { payload, failed: !decoded, outcome: decoded ? value : err };
             this.#inbox.unshift(payload);
             break;
           }
@@ -487,12 +497,21 @@ export class Receiver {
     switch (kind) {
       case ReceiveKind.Bytes:
         return payload;
-      case ReceiveKind.Value:
+      case ReceiveKind.Value: {
+        const held = this.#decoded;
+        if (held !== null) {
+          this.#decoded = null;
+          if (held.payload === payload) {
+            if (held.failed) throw held.outcome;
+            return held.outcome;
+          }
+        }
         try {
           return (this.#serializer ??= this.#serializerOf()).decode(payload);
         } catch (err) {
           throw challengeHint(payload) ?? err;
         }
+      }
       case ReceiveKind.Into: {
         const room = Math.max(0, view!.byteLength - offset);
         if (payload.length > room) throw new BufferTooShort(payload, room);
