@@ -577,6 +577,18 @@ describe('pickle serializer', () => {
       expect(decoder.globalsDecoded).to.equal(0);
     });
 
+    it('names the globals of the last pickle, however the pickle spells them', () => {
+      const decoder = new PickleDecoder();
+      // STACK_GLOBAL of two protocol-0 UNICODE strings, the name with a \u escape: no 'RebuildProxy' in the bytes.
+      const escaped = pickleBytes('Vmultiprocessing.managers\nV\\u0052ebuildProxy\n', 0x93, 0x2e);
+      expect(Buffer.from(escaped).includes('RebuildProxy')).to.equal(false);
+      expect(decoder.decode(escaped)).to.deep.equal(new PyGlobal('multiprocessing.managers', 'RebuildProxy'));
+      expect(decoder.decodedGlobal('RebuildProxy')).to.equal(true);
+      expect(decoder.decodedGlobal('len')).to.equal(false);
+      decoder.decode(pickleBytes(0x80, 4, 0x4b, 5, 0x2e));
+      expect(decoder.decodedGlobal('RebuildProxy')).to.equal(false);
+    });
+
     it('reads BINFLOAT, BININT and BININT2 from any offset of the input (no view of the whole buffer)', () => {
       const decoder = new PickleDecoder();
       const bytes = pickleBytes(0x80, 4, 0x28, 0x47, [0x3f, 0xf8, 0, 0, 0, 0, 0, 0], 0x4a, [0xfe, 0xff, 0xff, 0xff], 0x4d, [0x34, 0x12], 0x74, 0x2e);

@@ -147,8 +147,6 @@ const CONTROL = new Set([
   'decref',
 ]);
 
-const REBUILD_PROXY_NAME = Buffer.from('RebuildProxy');
-
 /** Calls one connection may serve back to back before it lets the event loop serve the others. */
 const YIELD_EVERY = 32;
 
@@ -456,9 +454,9 @@ export class ManagerServer implements AsyncDisposable {
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
-    // A proxy in a pickle is a call of the global RebuildProxy, so the bytes
-    // hold that name: most requests carry no global at all, and skip even the search.
-    if (decoder.globalsDecoded > 0 && bytes.includes(REBUILD_PROXY_NAME)) {
+    // A proxy in a pickle is a call of the global RebuildProxy (however the
+    // pickle spells its name): most requests carry no global at all.
+    if (decoder.decodedGlobal('RebuildProxy')) {
       const isOwn = (address: Address): boolean => this.#isOwnAddress(address);
       this.#table.adoptStoredProxies(request.args, isOwn);
       this.#table.adoptStoredProxies(request.kwds, isOwn);

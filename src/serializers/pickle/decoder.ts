@@ -341,11 +341,20 @@ export class PickleDecoder {
   private memoSparse: Map<number, unknown> | null = null;
   /** Where the items above the innermost MARK start (0 without one). */
   private fence = 0;
-  private globalCount = 0;
+  /** The names of the globals the current (or last) `decode` met, in order. */
+  private readonly globalNames: string[] = [];
 
   /** How many globals (`PyGlobal`s) the last `decode` met: a value without any holds no object records but the rebuilt builtins. */
   get globalsDecoded(): number {
-    return this.globalCount;
+    return this.globalNames.length;
+  }
+
+  /**
+   * Whether the last `decode` met a global of this name, however the pickle
+   * spelled it (a manager server looks for `RebuildProxy`: a proxy inside a value).
+   */
+  decodedGlobal(name: string): boolean {
+    return this.globalNames.length > 0 && this.globalNames.includes(name);
   }
 
   decode(bytes: Uint8Array): unknown {
@@ -355,7 +364,7 @@ export class PickleDecoder {
     // A plain view, whatever the input's class: a Buffer's slice() would not copy.
     this.data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = 0;
-    this.globalCount = 0;
+    if (this.globalNames.length > 0) this.globalNames.length = 0;
     this.tracksDepth = 2 * bytes.byteLength + 1 > this.maxDepth;
     this.end = bytes.byteLength;
     this.proto = 0;
@@ -935,11 +944,8 @@ export class PickleDecoder {
   }
 
   private global(module: string, name: string): PyGlobal {
-    this.globalCount++;
-    if (this.proto < 3) {
-      const [mod, renamed] = python3Name(module, name);
-      return new PyGlobal(mod, renamed);
-    }
+    if (this.proto < 3) [module, name] = python3Name(module, name);
+    this.globalNames.push(name);
     return new PyGlobal(module, name);
   }
 
