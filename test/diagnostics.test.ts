@@ -10,7 +10,7 @@ import { AuthenticationError, Client, Listener, ProtocolError } from '../src/ind
 import { publish } from '../src/internal.js';
 import type { ChildLines } from './helpers/child-lines.js';
 import { MPCONN, runNode } from './helpers/node.js';
-import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
+import { forEachPython, pythonsKilledAfterEach } from './helpers/python.js';
 import { header, rejectionOf, until } from './helpers/wire.js';
 
 const NAMES = [
@@ -137,18 +137,13 @@ describe('diagnostics_channel', function () {
 
   forEachPython(undefined, (py) => {
     describe(`CPython ${py.version} clients`, () => {
-      let python: PythonProcess | null = null;
-      afterEach(() => {
-        python?.kill();
-        python = null;
-      });
+      const run = pythonsKilledAfterEach(py);
 
       it('a good key and a wrong key give handshake ok and handshake error events with the peer', async () => {
         recorder = record();
         listener = await Listener.listen(LOCALHOST, { authkey: 'key' });
         const [, port] = listener.address as [string, number];
-        python = runPython(
-          py,
+        const python = run(
           `
 import signal, sys
 from multiprocessing.connection import Client

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { AuthenticationError, Client, EOFError, Listener, ProtocolError, type Address } from 'mpconn';
 import { CHALLENGE, modernReply, RawPeer, rawServer, WELCOME } from './helpers/auth-raw.js';
-import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
+import { forEachPython, pythonsKilledAfterEach } from './helpers/python.js';
 import { frame, header, longHeader, patterned, rejectionOf, within } from './helpers/wire.js';
 
 const KEY = 'engine key';
@@ -214,18 +214,13 @@ describe('the handshake on the bare socket', function () {
 
   forEachPython(undefined, (py) => {
     describe(`CPython ${py.version}`, () => {
-      let python: PythonProcess | null = null;
-      afterEach(() => {
-        python?.kill();
-        python = null;
-      });
+      const run = pythonsKilledAfterEach(py);
 
       for (const transport of ['unix', 'tcp'] as const) {
         it(`a Python Client that sends as soon as it is connected, then closes (${transport}): every message reaches the accepted Connection`, async () => {
           listener = await Listener.listen(addressOf(transport), { authkey: KEY });
           const address = typeof listener.address === 'string' ? JSON.stringify(listener.address) : `('127.0.0.1', ${(listener.address as [string, number])[1]})`;
-          python = runPython(
-            py,
+          const python = run(
             `
 import signal
 from multiprocessing.connection import Client
@@ -247,8 +242,7 @@ print('sent', flush=True)
 
         it(`a Python Listener that sends as soon as it has accepted (${transport}): the mpconn Client receives it`, async () => {
           const address = transport === 'unix' ? `r'${join(dir, `py${n++}`)}'` : "('127.0.0.1', 0)";
-          python = runPython(
-            py,
+          const python = run(
             `
 import signal
 from multiprocessing.connection import Listener

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { Client, Connection, Listener, Pipe, spawn, wait } from '../src/index.js';
-import { forEachPython, runPython, type PythonProcess } from './helpers/python.js';
+import { forEachPython, pythonsKilledAfterEach } from './helpers/python.js';
 import { rejectionOf, stillPending, thrown } from './helpers/wire.js';
 
 const LOCALHOST: [string, number] = ['127.0.0.1', 0];
@@ -202,16 +202,11 @@ describe('options against CPython listeners', function () {
 
   forEachPython(undefined, (py) => {
     describe(`CPython ${py.version}`, () => {
-      let python: PythonProcess | null = null;
-      afterEach(() => {
-        python?.kill();
-        python = null;
-      });
+      const run = pythonsKilledAfterEach(py);
 
       it('a misspelled authkey or the positional form never connects unauthenticated; recv({ parse }) validates its messages', async () => {
         // The listener requires a key; it accepts one connection, sends two JSON messages and then echoes what it receives.
-        python = runPython(
-          py,
+        const python = run(
           `
 import json, signal, sys
 from multiprocessing.connection import Listener

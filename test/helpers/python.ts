@@ -94,6 +94,22 @@ export function forEachPython(
 
 export type PythonProcess = ChildLines;
 
+/**
+ * For a describe block: `runPython` under `py`, every process it started
+ * killed after each test (a failed test must not leave its peer running).
+ */
+export function pythonsKilledAfterEach(py: Python): (code: string, args?: string[], env?: NodeJS.ProcessEnv) => PythonProcess {
+  const started: PythonProcess[] = [];
+  afterEach(() => {
+    for (const p of started.splice(0)) p.kill();
+  });
+  return (code, args, env) => {
+    const p = runPython(py, code, args, env);
+    started.push(p);
+    return p;
+  };
+}
+
 /** Runs `code` under `py`; `args` become `sys.argv[1:]`. */
 export function runPython(py: Python, code: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): PythonProcess {
   const child = spawn(py.executable, ['-u', '-c', code, ...args], {
