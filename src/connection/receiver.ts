@@ -453,16 +453,11 @@ export class Receiver {
       return;
     }
     if (r !== undefined && r.kind === ReceiveKind.Bytes && this.#inbox.length === 0 && !direct) {
-      // A batch of bytes: it takes what the chunk holds once the chunk is read (`push`).
-      if (r.max === 1) {
-        this.#pending.shift();
-        r.resolve([payload]);
-        if (this.#pending.length > 0) this.#checkFront();
-        return;
-      }
+      // A batch of bytes: it takes what the chunk holds once the chunk is read (`push`), or once it is full.
       this.#collected = [payload];
       this.#collectMax = r.max;
       this.#collectMaxlength = r.maxlength;
+      if (r.max === 1) this.#resolveCollected();
       return;
     }
     // No one waits, or a batch of values does: it takes what the chunk holds once the chunk is read (`push`).
