@@ -71,19 +71,16 @@ export function currentCall(): CallContext | undefined {
   return current ?? storage?.getStore();
 }
 
+/** The arguments of a closure run as a call (never changed: `Reflect.apply` only reads them). */
+const NO_ARGS: unknown[] = [];
+
 /**
  * Runs `fn` as the call `context`, for `fn`'s synchronous part only: after
  * an `await`, `currentCall()` no longer names it. For the SyncManager
  * classes, which read the caller before they first await.
  */
 export function runInCall<T>(context: CallContext, fn: () => T): T {
-  const outer = current;
-  current = context;
-  try {
-    return fn();
-  } finally {
-    current = outer;
-  }
+  return applyInCall(context, fn, undefined, NO_ARGS) as T;
 }
 
 /**
@@ -108,6 +105,5 @@ export function applyInTrackedCall(context: CallContext, fn: (...args: unknown[]
 
 /** Runs `fn` as the call `context`, and what it goes on to do after an `await` too. */
 export function runInTrackedCall<T>(context: CallContext, fn: () => T): T {
-  storage ??= new AsyncLocalStorage<CallContext>();
-  return storage.run(context, runInCall, context, fn);
+  return applyInTrackedCall(context, fn, undefined, NO_ARGS) as T;
 }
