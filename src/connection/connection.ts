@@ -10,6 +10,7 @@ import {
   cancelOptions,
   type CancelOptions,
   checkOptionNames,
+  batchesOptions,
   ConnectionSettings,
   describe,
   type ManyOptions,
@@ -490,14 +491,9 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
   batches(options?: BatchesOptions | ByteBatchesOptions): AsyncGenerator<unknown[], void> {
     const opts = optionsOf<{ bytes?: unknown; parse?: unknown; max?: unknown; maxlength?: unknown; signal?: unknown }>(options, 'options');
     checkOptionNames(opts, BATCHES_OPTION_NAMES, 'batches() options');
-    const limits = manyOptions(opts);
-    const bytes = opts.bytes;
-    if (bytes !== undefined && typeof bytes !== 'boolean') throw new TypeError(`bytes must be a boolean, not ${describe(bytes)}`);
-    const parse = validator(opts.parse);
-    if (bytes === true && parse !== null) throw new TypeError('batches({ bytes: true }) gives Buffers: it takes no parse');
-    const signal = cancelOptions({ signal: opts.signal }).signal;
-    const kind = bytes === true ? ReceiveKind.Bytes : ReceiveKind.Value;
-    return untilEnd(() => this.#takeBatch(kind, limits, parse, signal, undefined), isIterationEnd);
+    const batch = batchesOptions(opts);
+    const kind = batch.bytes ? ReceiveKind.Bytes : ReceiveKind.Value;
+    return untilEnd(() => this.#takeBatch(kind, batch, batch.parse, batch.signal, undefined), isIterationEnd);
   }
 
   /**

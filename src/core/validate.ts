@@ -120,6 +120,22 @@ export function manyOptions(opts: { max?: unknown; maxlength?: unknown }): ManyO
   return { max: most, maxlength };
 }
 
+/** What `batches()` was asked for, checked: each batch's limits, bytes or values, the validator and the signal. */
+export interface BatchesSettings extends ManyOptions {
+  bytes: boolean;
+  parse: ((value: unknown) => unknown) | null;
+  signal: AbortSignal | undefined;
+}
+
+export function batchesOptions(opts: { max?: unknown; maxlength?: unknown; bytes?: unknown; parse?: unknown; signal?: unknown }): BatchesSettings {
+  const { max, maxlength } = manyOptions(opts);
+  const bytes = opts.bytes;
+  if (bytes !== undefined && typeof bytes !== 'boolean') throw new TypeError(`bytes must be a boolean, not ${describe(bytes)}`);
+  const parse = validator(opts.parse);
+  if (bytes === true && parse !== null) throw new TypeError('batches({ bytes: true }) gives Buffers: it takes no parse');
+  return { max, maxlength, bytes: bytes === true, parse, signal: abortSignal(opts.signal) };
+}
+
 /** A `parse` option (a validator of decoded values): a function, or left out. */
 export function validator<T>(value: unknown): ((value: unknown) => T) | null {
   if (value === undefined) return null;
