@@ -14,9 +14,14 @@
 // the timed part every client calls for --warmup seconds, untimed (both
 // servers alike: it is there for the Node server's JIT, which otherwise
 // compiles on its helper threads during the first seconds and bills that CPU
-// to the measured calls; a long-running server pays it once). Both servers run
-// in their own process; all clients start together on a "go". Rounds alternate
-// which server goes first. Not a test: nothing gates on a time.
+// to the measured calls; a long-running server pays it once). Three servers
+// are measured: the Node ManagerServer, CPython's own SyncManager server, and
+// the Node floor (bench/raw/manager-floor.ts: bare node:net answering the same
+// calls in its 'data' handler, no Connection, no promise), which shows how
+// much of the gap to a goal is the ManagerServer's and how much is Node's.
+// Each runs in its own process; all clients start together on a "go". Each
+// run starts with the next server, so none is always first. Not a test:
+// nothing gates on a time.
 //
 // Besides calls/s and latency, each row has the CPU per call (user + system,
 // from /proc) of the server process and of the client processes, and the
@@ -66,6 +71,15 @@ const server = await ManagerServer.listen(['127.0.0.1', 0], { authkey: '${AUTHKE
 console.log(server.address[1]);
 process.stdin.resume();
 process.stdin.on('end', () => server.close().then(() => process.exit(0)));
+`;
+
+// The Node floor (bench/raw/manager-floor.ts): bare node:net, no Connection, no promise.
+const FLOOR_SERVER = `
+import { listenManagerFloor } from '${new URL('./raw/manager-floor.js', import.meta.url).href}';
+const server = await listenManagerFloor('127.0.0.1', 0, Buffer.from('${AUTHKEY}'));
+console.log(server.address().port);
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
 `;
 
 const CPYTHON_SERVER = `
@@ -151,18 +165,20 @@ function start(cmd: string, args: string[]): Lines {
   };
 }
 
-type Kind = 'node' | 'cpython';
+/** `floor`: the least a Node server can do per call (bench/raw/manager-floor.ts), for what separates ManagerServer from Node's limit. */
+type Kind = 'node' | 'cpython' | 'floor';
+const KINDS: readonly Kind[] = ['node', 'cpython', 'floor'];
 
 async function startServer(kind: Kind): Promise<{ port: string; pid: number; stop(): Promise<void> }> {
   const server =
-    kind === 'node'
-      ? start(process.execPath, [
+    kind === 'cpython'
+      ? start(python, ['-u', '-c', CPYTHON_SERVER])
+      : start(process.execPath, [
           ...(cpuProfDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`]),
           '--input-type=module',
           '-e',
-          NODE_SERVER,
-        ])
-      : start(python, ['-u', '-c', CPYTHON_SERVER]);
+          kind === 'node' ? NODE_SERVER : FLOOR_SERVER,
+        ]);
   const port = await server.next();
   return {
     port,
@@ -263,20 +279,37 @@ function summary(rs: RunResult[], clients: number): Summary {
   };
 }
 
+/**
+ * The CPU per call a server could spend at `callsPerSecond` with every core
+ * busy: what the clients' own CPU per call leaves of the machine. Null with
+ * fewer clients than cores (each makes one call at a time, so idle cores
+ * remain whatever the server spends, and the bound says nothing).
+ */
+function leftForServer(callsPerSecond: number, clients: number, clientCpuUs: number): number | null {
+  if (clients < CORES) return null;
+  return (CORES * 1e6) / callsPerSecond - clientCpuUs;
+}
+
 const started = new Date();
 const machine = describeMachine(ROOT, python);
-const rows: Array<{ clients: number; node: Summary; cpython: Summary }> = [];
+const rows: Array<{ clients: number; node: Summary; cpython: Summary; floor: Summary }> = [];
 process.stderr.write(`M3 with ${python}, ${runs} runs of ${seconds} s per figure (after ${warmup} s of warm-up), ${CORES} cores\n`);
 for (const clients of clientCounts) {
-  const figures: Record<Kind, RunResult[]> = { node: [], cpython: [] };
+  const figures: Record<Kind, RunResult[]> = { node: [], cpython: [], floor: [] };
   for (let run = 0; run < runs; run++) {
-    const order: Kind[] = run % 2 === 0 ? ['node', 'cpython'] : ['cpython', 'node'];
-    for (const kind of order) {
+    // Each run starts with the next server: none is always first (or last).
+    for (let k = 0; k < KINDS.length; k++) {
+      const kind = KINDS[(run + k) % KINDS.length]!;
       figures[kind].push(await measure(kind, clients));
       process.stderr.write('.');
     }
   }
-  rows.push({ clients, node: summary(figures.node, clients), cpython: summary(figures.cpython, clients) });
+  rows.push({
+    clients,
+    node: summary(figures.node, clients),
+    cpython: summary(figures.cpython, clients),
+    floor: summary(figures.floor, clients),
+  });
 }
 process.stderr.write('\n');
 
@@ -296,6 +329,26 @@ for (const { clients, node, cpython: cpy } of rows) {
       `${pct(node.callsPerSecond / node.ceiling)} | ${pct((2 * cpy.callsPerSecond) / node.ceiling)} | ${pct(node.otherShare)} / ${pct(cpy.otherShare)} |`,
   );
 }
+console.log('');
+console.log('The Node floor (bench/raw/manager-floor.ts: bare node:net, the request decoded and answered in the data handler, no Connection, no promise), same runs:');
+console.log(
+  '| clients | floor calls/s | floor/CPython | ManagerServer/floor | floor median µs | floor server CPU µs/call (user) | ' +
+    'server CPU µs/call 2× CPython leaves | 2× CPython / floor |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
+for (const { clients, node, cpython: cpy, floor } of rows) {
+  const leaves = leftForServer(2 * cpy.callsPerSecond, clients, floor.clientCpuUs);
+  console.log(
+    `| ${clients} | ${Math.round(floor.callsPerSecond)} | ${(floor.callsPerSecond / cpy.callsPerSecond).toFixed(2)}× | ` +
+      `${(node.callsPerSecond / floor.callsPerSecond).toFixed(2)}× | ${floor.medianUs} | ` +
+      `${floor.serverCpuUs.toFixed(0)} (${floor.serverUserUs.toFixed(0)}) | ${leaves === null ? '—' : leaves.toFixed(0)} | ` +
+      `${pct((2 * cpy.callsPerSecond) / floor.callsPerSecond)} |`,
+  );
+}
+console.log(
+  `"Server CPU 2× CPython leaves": at twice CPython's calls/s the clients need their CPU per call, and what is left of ${CORES} fully busy cores ` +
+    'is all a server could spend per call (with fewer clients than cores, unused cores are no help: —). A floor that spends more than that cannot reach 2× here.',
+);
 console.log(
   `Ceiling: min(clients, ${CORES} cores) × 1e6 / the clients' own CPU µs per call (a client makes one call at a time), the calls/s no server could exceed on this machine; ` +
     '"2× CPython / ceiling" above 100% means the 2× goal is out of reach here. Other load: the CPU share other processes took meanwhile.',
@@ -307,11 +360,16 @@ const json = {
   date: started.toISOString(),
   options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN, cpuProf: cpuProfDir !== null },
   machine: { ...machine, loadavgEnd: os.loadavg() },
-  rows: rows.map(({ clients, node, cpython }) => ({
+  rows: rows.map(({ clients, node, cpython, floor }) => ({
     clients,
     node,
     cpython,
+    floor,
     ratios: {
+      floorCallsPerSecond: floor.callsPerSecond / cpython.callsPerSecond,
+      /** µs of server CPU per call that twice CPython's calls/s leaves on fully busy cores (null with fewer clients than cores). */
+      serverCpuLeftAtTwiceCpython: leftForServer(2 * cpython.callsPerSecond, clients, floor.clientCpuUs),
+      nodeOfFloor: node.callsPerSecond / floor.callsPerSecond,
       callsPerSecond: node.callsPerSecond / cpython.callsPerSecond,
       latency: cpython.medianUs / node.medianUs,
       serverCpu: node.serverCpuUs / cpython.serverCpuUs,

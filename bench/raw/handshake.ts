@@ -18,8 +18,8 @@ import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { RawDecoder, frames } from './framer.js';
 
-const CHALLENGE = Buffer.from('#CHALLENGE#');
-const WELCOME = Buffer.from('#WELCOME#');
+export const CHALLENGE = Buffer.from('#CHALLENGE#');
+export const WELCOME = Buffer.from('#WELCOME#');
 const PREFIX = Buffer.from('{sha256}');
 const NONCE_LENGTH = 40;
 
