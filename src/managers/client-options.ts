@@ -4,7 +4,7 @@
  */
 import type { Family } from '../listener/index.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { abortSignal, authkeyBytes, checkOptionNames, describe, timeoutMs } from '../core/validate.js';
+import { abortSignal, authkeyBytes, byteCount, checkOptionNames, describe, timeoutMs } from '../core/validate.js';
 import { Kwargs } from './protocol.js';
 
 /**
@@ -38,6 +38,13 @@ export interface ManagerClientOptions {
   tls?: TlsConnectionOptions;
   /** Call connections kept open to the server at most (default 16); further calls wait for one. */
   maxConnections?: number;
+  /**
+   * Longest reply, in bytes, the client takes (default: the platform's Buffer
+   * limit). A longer one rejects its call with `ProtocolError`
+   * `ERR_MESSAGE_TOO_LONG` before its bytes are held, and that connection is
+   * closed; the client goes on with others.
+   */
+  maxMessageSize?: number;
 }
 
 /** Per-call options of `callMethod`. */
@@ -54,10 +61,11 @@ export interface CheckedClientOptions {
   readonly family: Family | undefined;
   readonly tls: TlsConnectionOptions | undefined;
   readonly maxConnections: number;
+  readonly maxMessageSize: number | undefined;
 }
 
 /** The names {@link ManagerClientOptions} has: any other is a typo, refused rather than ignored. */
-const CLIENT_OPTION_NAMES = ['authkey', 'timeout', 'signal', 'family', 'tls', 'maxConnections'] as const;
+const CLIENT_OPTION_NAMES = ['authkey', 'timeout', 'signal', 'family', 'tls', 'maxConnections', 'maxMessageSize'] as const;
 
 const DEFAULT_MAX_CONNECTIONS = 16;
 /** CPython's CONNECTION_TIMEOUT, as `Client()` uses it. */
@@ -95,7 +103,8 @@ export function checkClientOptions(address: unknown, options: unknown): CheckedC
   if (opts.tls !== undefined && (opts.tls === null || typeof opts.tls !== 'object')) {
     throw new TypeError(`options.tls must be an object, not ${describe(opts.tls)}`);
   }
-  return { authkey, timeout, signal, family: opts.family, tls: opts.tls, maxConnections };
+  const maxMessageSize = byteCount(opts.maxMessageSize, 'options.maxMessageSize');
+  return { authkey, timeout, signal, family: opts.family, tls: opts.tls, maxConnections, maxMessageSize };
 }
 
 

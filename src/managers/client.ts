@@ -515,6 +515,7 @@ export class ManagerClient implements AsyncDisposable {
     if (signal !== undefined) options.signal = signal;
     if (o.family !== undefined) options.family = o.family;
     if (o.tls !== undefined) options.tls = o.tls;
+    if (o.maxMessageSize !== undefined) options.maxMessageSize = o.maxMessageSize;
     return options;
   }
 

@@ -85,10 +85,17 @@ export interface ManagerServerOptions {
   tls?: TlsOptions;
   /** The address family; default from the address (as `Listener.listen`). */
   family?: Family;
+  /**
+   * Longest request, in bytes, a client may send (default: the platform's
+   * Buffer limit; CPython's server sets none). A longer one ends that
+   * client's connection, and only that one, before its bytes are held: set
+   * it to bound what each connected client can make the server buffer.
+   */
+  maxMessageSize?: number;
 }
 
 /** The names {@link ManagerServerOptions} has: any other is a typo, refused rather than ignored. */
-const SERVER_OPTION_NAMES = ['authkey', 'registry', 'sync', 'backlog', 'authTimeout', 'tls', 'family'] as const;
+const SERVER_OPTION_NAMES = ['authkey', 'registry', 'sync', 'backlog', 'authTimeout', 'tls', 'family', 'maxMessageSize'] as const;
 /** The names {@link RegisterOptions} has. */
 const REGISTER_OPTION_NAMES = ['exposed', 'methodToTypeid'] as const;
 
@@ -235,6 +242,7 @@ export class ManagerServer implements AsyncDisposable {
         ...(options.authTimeout !== undefined ? { authTimeout: options.authTimeout } : {}),
         ...(options.tls !== undefined ? { tls: options.tls } : {}),
         ...(options.family !== undefined ? { family: options.family } : {}),
+        ...(options.maxMessageSize !== undefined ? { maxMessageSize: options.maxMessageSize } : {}),
       }),
     );
     try {
