@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import { expect } from 'chai';
-import { type Address, AuthenticationError, Client, type Connection, EOFError, Listener } from 'mpconn';
+import { type Address, AuthenticationError, Client, type Connection, EOFError, Listener, MpconnError } from 'mpconn';
 import { modernReply, RawPeer, WELCOME } from './helpers/auth-raw.js';
-import { frame, rejectionOf as rejection, within } from './helpers/wire.js';
+import { frame, rejectionOf as rejection, until, within } from './helpers/wire.js';
 
 interface Certificate {
   key: Buffer;
@@ -185,6 +185,52 @@ describe('TLS (the tls option, AF_INET)', function () {
     const [serverErr] = (await reported) as [Error];
     expect(serverErr).to.be.instanceOf(AuthenticationError);
     expect(serverErr.message).to.match(/^TLS handshake failed: .*timeout/i);
+  });
+
+  it('peers still in their TLS handshake count in maxPending: over it the oldest are closed (ERR_TOO_MANY_PENDING), a TLS client still gets in', async () => {
+    listener = await Listener.listen(['127.0.0.1', 0], { tls: { key, cert }, maxPending: 3, authTimeout: 60_000 });
+    const dropped: [Error, unknown][] = [];
+    const handshakeErrors: Error[] = [];
+    listener.on('acceptError', (err: Error, peer: unknown) => dropped.push([err, peer]));
+    listener.on('handshakeError', (err: Error) => handshakeErrors.push(err));
+    const silent = Array.from({ length: 8 }, () => net.connect({ host: '127.0.0.1', port: portOf(listener!) }));
+    try {
+      for (const s of silent) s.on('error', () => {}).resume();
+      await Promise.all(silent.map((s) => once(s, 'connect')));
+      await until(() => dropped.length === 5, 10_000, '5 silent peers dropped');
+      for (const [err, peer] of dropped) {
+        expect(err).to.be.instanceOf(MpconnError);
+        expect((err as MpconnError).code).to.equal('ERR_TOO_MANY_PENDING');
+        expect(peer).to.be.an('array');
+      }
+      // The oldest five are closed (Node's own TLS handshake timeout is 120 s, authTimeout here 60 s: only the limit closes them).
+      await within(Promise.all(silent.slice(0, 5).map((s) => (s.destroyed ? null : once(s, 'close')))), 10_000, 'oldest closed');
+      expect(silent.slice(5).every((s) => !s.destroyed)).to.equal(true);
+      // A real TLS client takes the place of the oldest silent one left and is accepted.
+      const accepted = listener.accept();
+      const client = keep(await Client(['localhost', portOf(listener)], { tls: trusted }));
+      await client.send('through');
+      expect(await keep(await within(accepted, 10_000, 'accept')).recv()).to.equal('through');
+      expect(dropped).to.have.length(6);
+      expect(handshakeErrors).to.deep.equal([]); // a dropped peer is reported once, as dropped
+    } finally {
+      for (const s of silent) s.destroy();
+    }
+  });
+
+  it('close() closes the peers still in their TLS handshake', async () => {
+    listener = await Listener.listen(['127.0.0.1', 0], { tls: { key, cert }, maxPending: 1, authTimeout: 60_000 });
+    let dropped = 0;
+    listener.on('acceptError', () => dropped++);
+    const [first, second] = [0, 1].map(() => net.connect({ host: '127.0.0.1', port: portOf(listener!) }).on('error', () => {}).resume());
+    await once(first!, 'connect');
+    await once(second!, 'connect');
+    // The second took the first's place: the listener holds it, pending.
+    await until(() => dropped === 1 && first!.destroyed, 10_000, 'the first peer dropped for the second');
+    expect(second!.destroyed).to.equal(false);
+    const closed = once(second!, 'close');
+    await listener.close();
+    await within(closed, 5_000, 'the pending peer closed by close()');
   });
 
   it('a client that speaks plain TCP to a TLS listener is reported and closed', async () => {

@@ -160,6 +160,15 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   readonly #acceptors = new WaitQueue<Waiter<Connection>>('accept');
   /** Peers in their handshake: on the bare socket, or on a Connection when the accept event has subscribers. */
   readonly #handshaking = new Map<Connection | SocketHandshake, Address>();
+  /**
+   * A TLS listener's raw sockets still in their TLS handshake (Node's, before
+   * 'secureConnection'), oldest first, by peer (`address|port`, which the
+   * TLS socket made of the raw one reports too): pending connections like
+   * the others, counted in `maxPending`.
+   */
+  readonly #tlsHandshaking = new Map<string, net.Socket>();
+  /** Raw sockets dropped over maxPending in their TLS handshake whose 'socket hang up' is still to come. */
+  #tlsDropped = 0;
   readonly #maxPending: number;
   readonly #ready = new Notifier();
   #lastAccepted: Address | null = null;
@@ -263,10 +272,28 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     this.#removeFiles = removeFiles;
     this.#connectionSettings = connectionSettings;
     const secure = server instanceof tls.Server;
-    server.on(secure ? 'secureConnection' : 'connection', (socket: net.Socket) => this.#onSocket(socket));
+    if (secure) {
+      server.on('connection', (raw: net.Socket) => this.#onTlsArrival(raw));
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        const key = peerKey(socket);
+        if (key !== null) this.#tlsHandshaking.delete(key);
+        this.#onSocket(socket);
+      });
+    } else {
+      server.on('connection', (socket: net.Socket) => this.#onSocket(socket));
+    }
     if (secure) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
         socket.destroy(); // Node leaves it open after a handshake timeout: the listener must close it
+        if (this.#closed) return; // close() ended it
+        // A TLS socket whose raw socket closes before its handshake is done
+        // reports one ECONNRESET 'socket hang up', with no peer left to tell
+        // it by: one per raw socket dropped over maxPending is that drop's,
+        // already reported as such.
+        if (this.#tlsDropped > 0 && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && peerKey(socket) === null) {
+          this.#tlsDropped--;
+          return;
+        }
         this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err, reason: 'tls' }), peerOf(socket, family));
       });
     }
@@ -344,6 +371,8 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     for (const acceptor of this.#acceptors.drain()) acceptor.reject(err);
     const pending = [...this.#arrivals.drain().map((a) => a.conn), ...this.#handshaking.keys()];
     this.#handshaking.clear();
+    for (const raw of this.#tlsHandshaking.values()) raw.destroy();
+    this.#tlsHandshaking.clear();
     this.#ready.notify();
     await Promise.all(pending.map((conn) => conn.close()));
   }
@@ -364,6 +393,21 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
   /** @internal For `wait()`: ready when a connection is waiting to be accepted. */
   [readiness](): Readiness {
     return this.#ready.readiness(() => this.#arrivals.length > 0 || this.#closed);
+  }
+
+  /** A TLS listener's raw socket, before its TLS handshake: pending from now on. */
+  #onTlsArrival(raw: net.Socket): void {
+    if (this.#closed) {
+      raw.destroy();
+      return;
+    }
+    const key = peerKey(raw);
+    if (key === null) return; // already gone: nothing is held
+    this.#makeRoom();
+    this.#tlsHandshaking.set(key, raw);
+    raw.once('close', () => {
+      if (this.#tlsHandshaking.get(key) === raw) this.#tlsHandshaking.delete(key);
+    });
   }
 
   #onSocket(socket: net.Socket): void {
@@ -459,11 +503,18 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
 
   /** One more connection is coming: drop the oldest pending one if that would pass maxPending. */
   #makeRoom(): void {
-    if (this.#handshaking.size + this.#arrivals.length < this.#maxPending) return;
-    let conn: Connection | SocketHandshake;
+    if (this.#tlsHandshaking.size + this.#handshaking.size + this.#arrivals.length < this.#maxPending) return;
+    let conn: Connection | SocketHandshake | net.Socket;
     let peer: Address | null;
+    const tlsFirst = this.#tlsHandshaking.entries().next();
     const first = this.#handshaking.entries().next();
-    if (!first.done) {
+    if (!tlsFirst.done) {
+      const [key, raw] = tlsFirst.value;
+      this.#tlsHandshaking.delete(key);
+      this.#tlsDropped++;
+      conn = raw;
+      peer = peerOf(raw, this.#family);
+    } else if (!first.done) {
       [conn, peer] = first.value;
       this.#handshaking.delete(conn);
     } else {
@@ -494,6 +545,12 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
 
 function listenerClosed(): ConnectionStateError {
   return new ConnectionStateError('ERR_CLOSED', 'the listener is closed');
+}
+
+/** A TCP peer as `address|port`, the same for a raw socket and the TLS socket over it; null once it is gone. */
+function peerKey(socket: net.Socket): string | null {
+  const { remoteAddress, remotePort } = socket;
+  return remoteAddress === undefined || remotePort === undefined ? null : `${remoteAddress}|${remotePort}`;
 }
 
 function peerOf(socket: net.Socket, family: Family): Address {
