@@ -218,6 +218,31 @@ describe('TLS (the tls option, AF_INET)', function () {
     }
   });
 
+  it('a peer that leaves in its TLS handshake gives its place back: later ones are not dropped for it', async () => {
+    listener = await Listener.listen(['127.0.0.1', 0], { tls: { key, cert }, maxPending: 3, authTimeout: 60_000 });
+    const dropped: Error[] = [];
+    listener.on('acceptError', (err: Error) => dropped.push(err));
+    const reported = once(listener, 'handshakeError');
+    const leaving = net.connect({ host: '127.0.0.1', port: portOf(listener) }).on('error', () => {});
+    await once(leaving, 'connect');
+    leaving.resetAndDestroy(); // an RST: the listener's socket errors at once (a FIN would leave it half open, pending)
+    const [err] = (await within(reported, 10_000, 'the leaving peer reported')) as [Error];
+    expect(err.message).to.match(/^TLS handshake failed: /);
+    // Two silent peers and a TLS client fill maxPending exactly: none is dropped if the leaver's place was given back.
+    const silent = [0, 1].map(() => net.connect({ host: '127.0.0.1', port: portOf(listener!) }).on('error', () => {}).resume());
+    try {
+      await Promise.all(silent.map((s) => once(s, 'connect')));
+      const accepted = listener.accept();
+      const client = keep(await Client(['localhost', portOf(listener)], { tls: trusted }));
+      await client.send('in');
+      expect(await keep(await within(accepted, 10_000, 'accept')).recv()).to.equal('in');
+      expect(dropped).to.deep.equal([]);
+      expect(silent.every((s) => !s.destroyed)).to.equal(true);
+    } finally {
+      for (const s of silent) s.destroy();
+    }
+  });
+
   it('close() closes the peers still in their TLS handshake', async () => {
     listener = await Listener.listen(['127.0.0.1', 0], { tls: { key, cert }, maxPending: 1, authTimeout: 60_000 });
     let dropped = 0;

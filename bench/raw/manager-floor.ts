@@ -5,7 +5,8 @@
  * Just enough of CPython's manager protocol for the M3 client (a
  * `SyncManager.connect()`, one `m.dict()`, then `d[k] = v` and `d.get(k)`):
  * the handshake (a legacy 20-byte HMAC-MD5 challenge, which every CPython
- * client answers; the client's own challenge answered in its digest), then on
+ * client answers, though not on a FIPS-only host; the client's own challenge
+ * answered in its digest), then on
  * each connection a synchronous 'data' handler that frames by hand, decodes
  * the request with mpconn's pickle decoder, runs it on a `Map` and writes the
  * reply in one `socket.write`. No promise, no queue, no Connection, no checks
@@ -35,8 +36,10 @@ function digestOf(message: Buffer): [string, boolean] {
 export async function listenManagerFloor(host: string, port: number, authkey: Buffer): Promise<net.Server> {
   const objects = new Map<string, Map<unknown, unknown>>();
   let nextId = 0;
-  const decoder = new PickleDecoder();
+  // As ManagerServer decodes requests for SyncManager objects (lossless), and sends `('#RETURN', None)` pre-pickled.
+  const decoder = new PickleDecoder({ lossless: true });
   const encoder = new PickleEncoder();
+  const returnNone = frame4(Buffer.from(encoder.encodeTupleLent(['#RETURN', null])));
   const server = net.createServer({ noDelay: true }, (socket) => serve(socket));
 
   function serve(socket: Socket): void {
@@ -74,7 +77,7 @@ export async function listenManagerFloor(host: string, port: number, authkey: Bu
           const dict = objects.get(ident!)!;
           if (method === '__setitem__') {
             dict.set(args[0], args[1]);
-            reply('#RETURN', null);
+            socket.write(returnNone);
           } else if (method === 'get') {
             reply('#RETURN', dict.get(args[0]) ?? null);
           } else reply('#ERROR', `floor: no method ${method}`);

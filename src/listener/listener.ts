@@ -284,17 +284,21 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     }
     if (secure) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        // Its peer while it still has one (a socket whose raw socket is gone has none).
+        const key = peerKey(socket);
+        const peer = peerOf(socket, family);
+        if (key !== null) this.#tlsHandshaking.delete(key); // it holds no room from now on
         socket.destroy(); // Node leaves it open after a handshake timeout: the listener must close it
         if (this.#closed) return; // close() ended it
         // A TLS socket whose raw socket closes before its handshake is done
-        // reports one ECONNRESET 'socket hang up', with no peer left to tell
-        // it by: one per raw socket dropped over maxPending is that drop's,
-        // already reported as such.
-        if (this.#tlsDropped > 0 && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && peerKey(socket) === null) {
+        // reports one 'socket hang up', with no peer left to tell it by: one
+        // per raw socket dropped over maxPending is that drop's, already
+        // reported as such.
+        if (key === null && this.#tlsDropped > 0 && isHangUp(err)) {
           this.#tlsDropped--;
           return;
         }
-        this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err, reason: 'tls' }), peerOf(socket, family));
+        this.#reportHandshakeError(new AuthenticationError(`TLS handshake failed: ${err.message}`, { cause: err, reason: 'tls' }), peer);
       });
     }
     // Errors on the listening socket after bind (the OS refusing accept:
@@ -404,6 +408,11 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     const key = peerKey(raw);
     if (key === null) return; // already gone: nothing is held
     this.#makeRoom();
+    if (this.#closed) {
+      raw.destroy(); // an 'acceptError' listener closed the Listener
+      return;
+    }
+    this.#tlsHandshaking.delete(key); // a connection gone from the same address and port: this one is the newest
     this.#tlsHandshaking.set(key, raw);
     raw.once('close', () => {
       if (this.#tlsHandshaking.get(key) === raw) this.#tlsHandshaking.delete(key);
@@ -501,9 +510,16 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
     if (this.#arrivals.length === 1) this.#ready.notify();
   }
 
+  #pendingCount(): number {
+    return this.#tlsHandshaking.size + this.#handshaking.size + this.#arrivals.length;
+  }
+
   /** One more connection is coming: drop the oldest pending one if that would pass maxPending. */
   #makeRoom(): void {
-    if (this.#tlsHandshaking.size + this.#handshaking.size + this.#arrivals.length < this.#maxPending) return;
+    if (this.#pendingCount() < this.#maxPending) return;
+    // A raw socket whose TLS handshake failed may not have said 'close' yet: it holds no room.
+    for (const [key, raw] of this.#tlsHandshaking) if (raw.destroyed) this.#tlsHandshaking.delete(key);
+    if (this.#pendingCount() < this.#maxPending) return;
     let conn: Connection | SocketHandshake | net.Socket;
     let peer: Address | null;
     const tlsFirst = this.#tlsHandshaking.entries().next();
@@ -545,6 +561,11 @@ export class Listener extends EventEmitter<ListenerEvents> implements AsyncItera
 
 function listenerClosed(): ConnectionStateError {
   return new ConnectionStateError('ERR_CLOSED', 'the listener is closed');
+}
+
+/** Node's report of a TLS socket whose raw socket closed before the handshake was done. */
+function isHangUp(err: Error): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ECONNRESET' && err.message === 'socket hang up';
 }
 
 /** A TCP peer as `address|port`, the same for a raw socket and the TLS socket over it; null once it is gone. */
