@@ -59,6 +59,17 @@ describe('managers: maxMessageSize', function () {
     expect(await d.__len__()).to.equal(2);
   });
 
+  it('a pinned proxy rejects a reply over the limit the same way, and calls on over a new connection', async () => {
+    server = await ManagerServer.listen(LOCALHOST, { authkey: KEY });
+    manager = await ManagerClient.connect(server.address, { authkey: KEY, maxMessageSize: LIMIT });
+    const d = await manager.create('dict', [], {}, { pinned: true });
+    await d.callMethod('__setitem__', ['big', 'x'.repeat(LIMIT * 2)]);
+    const err = await rejectionOf(d.callMethod('get', ['big']));
+    expect(err).to.be.instanceOf(ProtocolError);
+    expect((err as ProtocolError).code).to.equal('ERR_MESSAGE_TOO_LONG');
+    expect(await d.callMethod('__len__')).to.equal(1);
+  });
+
   it('is checked as a byte count on both roles', async () => {
     const bad = await rejectionOf(ManagerServer.listen(LOCALHOST, { authkey: KEY, maxMessageSize: -1 }));
     expect(bad).to.be.instanceOf(RangeError);
