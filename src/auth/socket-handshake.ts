@@ -5,6 +5,7 @@ import { Connection } from '../connection/index.js';
 import type { ConnectionSettings } from '../core/validate.js';
 import { DEFAULT_CLOSE_TIMEOUT } from '../connection/connection.js';
 import { FrameDecoder } from '../connection/frame-decoder.js';
+import type { SocketReads } from '../connection/socket-reads.js';
 import { checkVerdict, FAILURE, MAX_HANDSHAKE_MESSAGE, newChallenge, replyTo, verify, WELCOME } from './challenge.js';
 import { clientFailure, HANDSHAKE_MESSAGES, listenerFailure } from './handshake.js';
 
@@ -22,17 +23,21 @@ const LONG_HEADER = 8;
  * socket before any `Connection` exists: the bytes of `authenticatePeer` and
  * `authenticateToListener` (and so of CPython's `deliver_challenge` and
  * `answer_challenge`), their limits and their errors, as a synchronous state
- * machine in the socket's `'data'` handler. What one side has to say in
+ * machine in the socket's `'data'` handler (or, on a socket a Client made,
+ * its `onread` reads: {@link SocketReads}). What one side has to say in
  * answer to a chunk leaves in one write, and nothing waits on a promise: an
  * authenticated connect costs what a hand-written one on `node:net` does.
  *
  * Once authenticated, the socket is paused with whatever the peer sent after
- * the handshake put back in front of its stream (`unshift`), and
+ * the handshake put back in front of its stream (`unshift`, of the socket or
+ * of its reads), and
  * {@link SocketHandshake.connection} wraps it: a first message pipelined
  * after the handshake reaches the Connection.
  */
 export class SocketHandshake {
   readonly #socket: net.Socket;
+  /** The socket's `onread` reads, when it has them: the chunks come from there, not from `'data'`. */
+  readonly #reads: SocketReads | null;
   readonly #key: Uint8Array;
   readonly #side: Side;
   /** Client: send our challenge with our reply, not after `#WELCOME#` (see `answerThenDeliver`). */
@@ -71,6 +76,7 @@ export class SocketHandshake {
     onFailed: (err: unknown) => void,
   ) {
     this.#socket = socket;
+    this.#reads = options.reads ?? null;
     this.#key = key;
     this.#side = side;
     this.#pipeline = options.pipeline ?? false;
@@ -96,7 +102,8 @@ export class SocketHandshake {
       options.maxMessageSize ?? Infinity,
     );
     this.#decoder.limitNext(HANDSHAKE_MESSAGES, MAX_HANDSHAKE_MESSAGE);
-    socket.on('data', this.#onData);
+    if (this.#reads !== null) this.#reads.attach(this.#onData);
+    else socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
@@ -133,7 +140,13 @@ export class SocketHandshake {
   static client(
     socket: net.Socket,
     key: Uint8Array,
-    options: { pipeline: boolean; maxMessageSize?: number; reportedTimeout: number | undefined; signal: AbortSignal | undefined },
+    options: {
+      pipeline: boolean;
+      maxMessageSize?: number;
+      reportedTimeout: number | undefined;
+      signal: AbortSignal | undefined;
+      reads: SocketReads | null;
+    },
     onAuthenticated: () => void,
     onFailed: (err: unknown) => void,
   ): SocketHandshake {
@@ -161,7 +174,10 @@ export class SocketHandshake {
    * owns it and reads first what the peer sent after the handshake.
    */
   connection(settings: ConnectionSettings): Connection {
-    const conn = new Connection(this.#socket, settings);
+    const conn =
+      this.#reads !== null
+        ? new Connection(this.#socket, settings, { readable: true, writable: true, reads: this.#reads })
+        : new Connection(this.#socket, settings);
     this.#socket.off('error', this.#onError);
     this.#socket.resume();
     return conn;
@@ -270,7 +286,8 @@ export class SocketHandshake {
     this.#disarm?.();
     this.#flush();
     const socket = this.#socket;
-    socket.off('data', this.#onData);
+    if (this.#reads !== null) this.#reads.detach();
+    else socket.off('data', this.#onData);
     socket.off('end', this.#onEnd);
     socket.off('close', this.#onClose);
     return socket;
@@ -281,7 +298,10 @@ export class SocketHandshake {
     const socket = this.#settle();
     // Paused until the Connection is listening, so that nothing is emitted to no one meanwhile.
     socket.pause();
-    if (rest !== null && rest.length > 0) socket.unshift(rest);
+    if (rest !== null && rest.length > 0) {
+      if (this.#reads !== null) this.#reads.unshift(rest);
+      else socket.unshift(rest);
+    }
     this.#onAuthenticated();
   }
 
@@ -319,6 +339,7 @@ export class SocketHandshake {
 }
 
 interface HandshakeOptions {
+  reads?: SocketReads | null;
   pipeline?: boolean;
   timeout?: number;
   maxMessageSize?: number;

@@ -23,6 +23,7 @@ import {
 import { channels, debug, debugging, publish } from './diagnostics.js';
 import { FrameWriter } from './frame-writer.js';
 import { notReadableError, ReadState, ReceiveKind, Receiver } from './receiver.js';
+import type { SocketReads } from './socket-reads.js';
 
 /**
  * Options every connection takes (and `Listener.listen`, `Client`, `Pipe`, `spawn`).
@@ -200,6 +201,8 @@ export interface ConnectionMode {
    * a child that has sent its results can exit. Default: always, like a socket.
    */
   keepAlive?: 'always' | 'while-waiting';
+  /** Where the chunks come from when not from `'data'` events: the `onread` reads of a socket a Client made. */
+  reads?: SocketReads;
 }
 
 /** How long `close()` (and `await using`) flushes to a peer that does not read before destroying. */
@@ -298,11 +301,13 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
       owner: this,
       onWaitingChange: keepAliveWhileWaiting ? () => this.#holdProcess() : null,
     });
-    stream.on('data', (chunk: Buffer | string) => {
-      if (this.#closing !== null) return;
-      this.#writer.expectReply();
-      this.#receiver.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    });
+    if (mode.reads === undefined) {
+      stream.on('data', (chunk: Buffer | string) => {
+        if (this.#closing !== null) return;
+        this.#writer.expectReply();
+        this.#receiver.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      });
+    }
     stream.on('end', () => this.#receiver.end(undefined));
     stream.on('error', (err: Error) => {
       this.#writer.fail(err);
@@ -311,6 +316,12 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     stream.on('close', () => {
       this.#writer.fail(peerGone);
       this.#receiver.end(undefined);
+    });
+    // Last: what arrived before the Connection (after the handshake) is read now, with everything wired.
+    mode.reads?.attach((chunk) => {
+      if (this.#closing !== null) return;
+      this.#writer.expectReply();
+      this.#receiver.push(chunk);
     });
     if (keepAliveWhileWaiting) this.#holdProcess();
   }

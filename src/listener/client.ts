@@ -7,6 +7,7 @@ import { armCancel } from '../core/cancel.js';
 import { timeoutError } from '../core/errors.js';
 import { Connection, type ConnectionOptions } from '../connection/index.js';
 import { channels, debug, debugging, publish, showAddress } from '../connection/diagnostics.js';
+import { SocketReads } from '../connection/socket-reads.js';
 import { cancelOptions, checkOptionNames, ConnectionSettings, describe, noteUndefinedAuthkey, options as optionsOf } from '../core/validate.js';
 import { type Address, addressType, checkUnixPath, type Family, inetParts } from './address.js';
 import { transportFamily } from './options.js';
@@ -75,16 +76,16 @@ export async function Client(address: Address, options?: ClientOptions): Promise
     // signal, and the Connection is made once it is done. (A subscriber to
     // the connect event is given the Connection before the handshake: then
     // it runs on the Connection, below.)
-    const conn = await connectSocket<Connection>(address, family, opts.tls, timeout, signal, (socket, started, resolve, reject) =>
-      authenticate(socket, authkey, address, timeout, started, signal, settings, resolve, reject),
+    const conn = await connectSocket<Connection>(address, family, opts.tls, timeout, signal, (socket, reads, started, resolve, reject) =>
+      authenticate(socket, reads, authkey, address, timeout, started, signal, settings, resolve, reject),
     );
     publish(channels.handshakeOk, () => ({ side: 'client', connection: conn, peer: address }));
     return conn;
   }
 
   const started = Date.now();
-  const socket = await connectSocket(address, family, opts.tls, timeout, signal, connected);
-  const conn = new Connection(socket, settings);
+  const [socket, reads] = await connectSocket(address, family, opts.tls, timeout, signal, connected);
+  const conn = reads !== null ? new Connection(socket, settings, { readable: true, writable: true, reads }) : new Connection(socket, settings);
   if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
   publish(channels.clientConnect, () => ({ connection: conn, address, family }));
   if (authkey !== null) {
@@ -105,6 +106,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
 /** The handshake on a socket that just connected to `address`, settling the connect with the Connection made after it. */
 function authenticate(
   socket: net.Socket,
+  reads: SocketReads | null,
   authkey: Uint8Array,
   address: Address,
   timeout: number,
@@ -119,7 +121,7 @@ function authenticate(
   const handshake = SocketHandshake.client(
     socket,
     authkey,
-    { pipeline: family !== 'AF_INET', maxMessageSize: settings.maxMessageSize, reportedTimeout: timeout, signal },
+    { pipeline: family !== 'AF_INET', maxMessageSize: settings.maxMessageSize, reportedTimeout: timeout, signal, reads },
     () => {
       if (debugging()) debug('client: handshake with %s ok', showAddress(address));
       // Made at once, in the same tick: an end or error the socket emits next must find the Connection listening.
@@ -152,10 +154,12 @@ const BUSY_RETRY_MAX = 100;
 /**
  * What runs on the socket once connected, under the same timer and signal
  * (`started`: when the connect began): it settles the connect with
- * `resolve`/`reject` and returns how to cancel it.
+ * `resolve`/`reject` and returns how to cancel it. `reads`: where the
+ * socket's bytes come from, when not from `'data'` (see `openSocket`).
  */
 type AfterConnect<T> = (
   socket: net.Socket,
+  reads: SocketReads | null,
   started: number,
   resolve: (value: T) => void,
   reject: (err: unknown) => void,
@@ -184,13 +188,14 @@ function connectSocket<T>(
       reject(reason);
     });
     const attempt = (): void => {
-      const [s, ready] = openSocket(address, family, secure);
+      const [s, ready, reads] = openSocket(address, family, secure);
       socket = s;
       const onReady = (): void => {
         s.off('error', onError);
         if (settled) return;
         cancelAfter = after(
           s,
+          reads,
           started,
           (value) => {
             disarm();
@@ -227,19 +232,28 @@ function connectSocket<T>(
 }
 
 /** What runs once a plain connect is done: nothing; the connect resolves with the socket. */
-const connected: AfterConnect<net.Socket> = (socket, _started, resolve) => {
-  resolve(socket);
+const connected: AfterConnect<[net.Socket, SocketReads | null]> = (socket, reads, _started, resolve) => {
+  resolve([socket, reads]);
   return () => {};
 };
 
-/** A socket connecting to `address`, and the event that says it is ready. */
-function openSocket(address: Address, family: Family, secure: tls.ConnectionOptions | undefined): [net.Socket, string] {
-  if (family !== 'AF_INET') return [net.connect({ path: address as string, allowHalfOpen: true }), 'connect'];
+/**
+ * A socket connecting to `address`, the event that says it is ready, and its
+ * reads: a plain socket reads through `onread` (no `'data'` events), a TLS
+ * one the usual way (`null`).
+ */
+function openSocket(address: Address, family: Family, secure: tls.ConnectionOptions | undefined): [net.Socket, string, SocketReads | null] {
+  if (family !== 'AF_INET') {
+    const [socket, reads] = SocketReads.connect({ path: address as string, allowHalfOpen: true });
+    return [socket, 'connect', reads];
+  }
   const { host, port } = inetParts(address);
-  const socket =
-    secure !== undefined
-      ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions)
-      : net.connect({ host, port, allowHalfOpen: true });
+  if (secure !== undefined) {
+    const socket = tls.connect({ servername: net.isIP(host) ? undefined : host, ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions);
+    socket.setNoDelay(true);
+    return [socket, 'secureConnect', null];
+  }
+  const [socket, reads] = SocketReads.connect({ host, port, allowHalfOpen: true });
   socket.setNoDelay(true);
-  return [socket, secure !== undefined ? 'secureConnect' : 'connect'];
+  return [socket, 'connect', reads];
 }
