@@ -21,8 +21,7 @@
 // much of the gap to a goal is the ManagerServer's and how much is Node's.
 // Each runs in its own process; all clients start together on a "go". Each
 // run starts with the next server, so none is always first (balanced when
-// --runs is a multiple of 3). Not a test:
-// nothing gates on a time.
+// --runs is a multiple of 3). Not a test: nothing gates on a time.
 //
 // Besides calls/s and latency, each row has the CPU per call (user + system,
 // from /proc) of the server process and of the client processes, and the
@@ -34,12 +33,12 @@
 // The figures also go to bench/results/managers-server.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { clockTicks, CpuLedger, processTicks, startInterval } from './lib/cpu.js';
+import { clockTicks, CpuLedger, processTicks, processUserTicks, startInterval } from './lib/cpu.js';
 import { describeMachine, findPython } from './lib/machine.js';
 import { latencySummary, median } from './lib/role.js';
 
@@ -128,21 +127,6 @@ print(json.dumps({'calls': i, 'elapsed': elapsed, 'lat': lat}), flush=True)
 sys.stdin.readline()  # stays alive until its CPU time has been read
 `;
 
-/**
- * A process's user-mode CPU ticks (all its threads; /proc/PID/stat utime).
- * The server's user time is the steadier figure on a VM: its system time
- * swings with how the scheduler wakes the two ends of each round trip (a
- * wake-up from an idle vCPU costs far more), whichever server it is.
- */
-function userTicks(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[11]);
-  } catch {
-    return null;
-  }
-}
-
 interface Lines {
   child: ChildProcess;
   next(): Promise<string>;
@@ -222,7 +206,7 @@ async function measure(kind: Kind, clients: number): Promise<RunResult> {
     for (const p of procs) ledger.track(p.child.pid);
     const ticks = (): { server: number; serverUser: number; clients: number } => ({
       server: processTicks(server.pid) ?? 0,
-      serverUser: userTicks(server.pid) ?? 0,
+      serverUser: processUserTicks(server.pid) ?? 0,
       clients: procs.reduce((sum, p) => sum + (processTicks(p.child.pid!) ?? 0), 0),
     });
     const before = ticks();
@@ -336,8 +320,9 @@ for (const { clients, node, cpython: cpy } of rows) {
   );
 }
 // Each run measured the three servers back to back: their ratio within a run is the figure least moved by the machine's state.
+const perRun = (a: Summary, b: Summary): number[] => a.runs.map((r, i) => r.callsPerSecond / b.runs[i]!.callsPerSecond);
 const spread = (a: Summary, b: Summary): string => {
-  const ratios = a.runs.map((r, i) => r.callsPerSecond / b.runs[i]!.callsPerSecond);
+  const ratios = perRun(a, b);
   return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×`;
 };
 for (const { clients, node, cpython: cpy, floor } of rows) {
@@ -379,31 +364,31 @@ const json = {
   date: started.toISOString(),
   options: { seconds, warmup, runs, clients: clientCounts, python, mpconn: MPCONN, cpuProf: cpuProfDir !== null },
   machine: { ...machine, loadavgEnd: os.loadavg() },
-  rows: rows.map(({ clients, node, cpython, floor }) => ({
-    clients,
-    node,
-    cpython,
-    floor,
-    ratios: {
-      floorCallsPerSecond: floor.callsPerSecond / cpython.callsPerSecond,
-      /** The goal: this many times CPython's calls/s (1 with one client, else 2). */
-      goalFactor: goalFactor(clients),
-      /** µs of server CPU per call the goal's calls/s leaves, from the floor run's client CPU and other load (see leftForServer). */
-      serverCpuLeftAtGoalFloorRun: leftForServer(goalFactor(clients) * cpython.callsPerSecond, clients, floor.clientCpuUs, floor.otherShare),
-      /** calls/s ratios within each run (the three servers measured back to back). */
-      perRun: node.runs.map((r, i) => ({
-        nodeOverCpython: r.callsPerSecond / cpython.runs[i]!.callsPerSecond,
-        floorOverCpython: floor.runs[i]!.callsPerSecond / cpython.runs[i]!.callsPerSecond,
-      })),
-      nodeOfFloor: node.callsPerSecond / floor.callsPerSecond,
-      callsPerSecond: node.callsPerSecond / cpython.callsPerSecond,
-      latency: cpython.medianUs / node.medianUs,
-      serverCpu: node.serverCpuUs / cpython.serverCpuUs,
-      serverUser: node.serverUserUs / cpython.serverUserUs,
-      nodeOfCeiling: node.callsPerSecond / node.ceiling,
-      twiceCpythonOfCeiling: (2 * cpython.callsPerSecond) / node.ceiling,
-    },
-  })),
+  rows: rows.map(({ clients, node, cpython, floor }) => {
+    const floorRuns = perRun(floor, cpython);
+    return {
+      clients,
+      node,
+      cpython,
+      floor,
+      ratios: {
+        floorCallsPerSecond: floor.callsPerSecond / cpython.callsPerSecond,
+        /** The goal: this many times CPython's calls/s (1 with one client, else 2). */
+        goalFactor: goalFactor(clients),
+        /** µs of server CPU per call the goal's calls/s leaves, from the floor run's client CPU and other load (see leftForServer). */
+        serverCpuLeftAtGoalFloorRun: leftForServer(goalFactor(clients) * cpython.callsPerSecond, clients, floor.clientCpuUs, floor.otherShare),
+        /** calls/s ratios within each run (the three servers measured back to back). */
+        perRun: perRun(node, cpython).map((nodeOverCpython, i) => ({ nodeOverCpython, floorOverCpython: floorRuns[i]! })),
+        nodeOfFloor: node.callsPerSecond / floor.callsPerSecond,
+        callsPerSecond: node.callsPerSecond / cpython.callsPerSecond,
+        latency: cpython.medianUs / node.medianUs,
+        serverCpu: node.serverCpuUs / cpython.serverCpuUs,
+        serverUser: node.serverUserUs / cpython.serverUserUs,
+        nodeOfCeiling: node.callsPerSecond / node.ceiling,
+        twiceCpythonOfCeiling: (2 * cpython.callsPerSecond) / node.ceiling,
+      },
+    };
+  }),
 };
 mkdirSync(path.dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(json, null, 2) + '\n');

@@ -37,10 +37,25 @@ export function machineTicks(): { busy: number; steal: number } | null {
 
 /** utime + stime of a process, in ticks; null when it is gone. */
 export function processTicks(pid: number | 'self'): number | null {
+  const f = statFields(pid);
+  return f === null ? null : Number(f[11]) + Number(f[12]);
+}
+
+/**
+ * A process's user-mode CPU ticks (all its threads; `utime` alone). On a VM
+ * the steadier figure: system time swings with how the scheduler wakes the
+ * two ends of each round trip (a wake-up from an idle vCPU costs far more).
+ */
+export function processUserTicks(pid: number | 'self'): number | null {
+  const f = statFields(pid);
+  return f === null ? null : Number(f[11]);
+}
+
+/** The fields of /proc/PID/stat after the command name, or null when the process is gone. */
+function statFields(pid: number | 'self'): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }

@@ -231,7 +231,7 @@ export class PromiseFramer {
 }
 
 /** One frame (4-byte big-endian length + payload) for each part, in one buffer: a single write. */
-export function frames(...payloads: Buffer[]): Buffer {
+export function frames(...payloads: Uint8Array[]): Buffer {
   let size = 0;
   for (const p of payloads) size += 4 + p.length;
   const out = Buffer.allocUnsafe(size);

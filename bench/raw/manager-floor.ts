@@ -17,7 +17,7 @@ import { createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import { PickleDecoder, PickleEncoder, Tuple } from '../../src/serializers/pickle/index.js';
-import { RawDecoder } from './framer.js';
+import { RawDecoder, frames } from './framer.js';
 import { CHALLENGE, WELCOME } from './handshake.js';
 
 /** The methods CPython's DictProxy exposes (`create` returns them). */
@@ -25,11 +25,11 @@ const DICT_EXPOSED = new Tuple(
   ...['__contains__', '__delitem__', '__getitem__', '__iter__', '__len__', '__setitem__', 'clear', 'copy', 'get', 'items', 'keys', 'pop', 'popitem', 'setdefault', 'update', 'values'],
 );
 
-/** A challenge or reply `{name}payload` → [node digest, payload]; a bare 20-byte challenge is legacy MD5. */
-function digestOf(message: Buffer): [string, boolean] {
-  if (message.length === 20) return ['md5', false];
+/** A challenge `{name}payload` → [Node's digest name, the `{name}` prefix its answer starts with]; a bare 20-byte one is legacy MD5, answered without one. */
+function digestOf(message: Buffer): [string, Buffer] {
+  if (message.length === 20) return ['md5', message.subarray(0, 0)];
   const close = message.indexOf(0x7d /* } */);
-  return [message.toString('latin1', 1, close).replace('_', '-'), true];
+  return [message.toString('latin1', 1, close).replace('_', '-'), message.subarray(0, close + 1)];
 }
 
 /** Serves the floor on `host:port` (0: any free port); resolves with the listening server. */
@@ -39,7 +39,7 @@ export async function listenManagerFloor(host: string, port: number, authkey: Bu
   // As ManagerServer decodes requests for SyncManager objects (lossless), and sends `('#RETURN', None)` pre-pickled.
   const decoder = new PickleDecoder({ lossless: true });
   const encoder = new PickleEncoder();
-  const returnNone = frame4(Buffer.from(encoder.encodeTupleLent(['#RETURN', null])));
+  const returnNone = frames(encoder.encodeTupleLent(['#RETURN', null]));
   const server = net.createServer({ noDelay: true }, (socket) => serve(socket));
 
   function serve(socket: Socket): void {
@@ -48,25 +48,19 @@ export async function listenManagerFloor(host: string, port: number, authkey: Bu
     let state = 0;
     let calls = false;
     const reply = (kind: string, value: unknown): void => {
-      const body = encoder.encodeTupleLent([kind, value]);
-      const out = Buffer.allocUnsafe(4 + body.length);
-      out.writeInt32BE(body.length, 0);
-      out.set(body, 4);
-      socket.write(out);
+      socket.write(frames(encoder.encodeTupleLent([kind, value])));
     };
-    const frames = new RawDecoder((bytes, start, length) => {
+    const framing = new RawDecoder((bytes, start, length) => {
       const frame = bytes!.subarray(start, start + length);
       if (state === 0) {
         const expected = createHmac('md5', authkey).update(mine).digest();
         if (frame.length !== expected.length || !timingSafeEqual(frame, expected)) throw new Error('floor: digest mismatch');
-        socket.write(frame4(WELCOME));
+        socket.write(frames(WELCOME));
         state = 1;
       } else if (state === 1) {
         const challenge = frame.subarray(CHALLENGE.length);
-        const [digest, prefixed] = digestOf(challenge);
-        const mac = createHmac(digest, authkey).update(challenge).digest();
-        const close = challenge.indexOf(0x7d);
-        socket.write(frame4(prefixed ? Buffer.concat([challenge.subarray(0, close + 1), mac]) : mac));
+        const [digest, prefix] = digestOf(challenge);
+        socket.write(frames(Buffer.concat([prefix, createHmac(digest, authkey).update(challenge).digest()])));
         state = 2;
       } else if (state === 2) {
         if (!frame.equals(WELCOME)) throw new Error('floor: client refused');
@@ -95,13 +89,13 @@ export async function listenManagerFloor(host: string, port: number, authkey: Bu
     });
     socket.on('data', (chunk: Buffer) => {
       try {
-        frames.push(chunk);
+        framing.push(chunk);
       } catch {
         socket.destroy();
       }
     });
     socket.on('error', () => {});
-    socket.write(frame4(Buffer.concat([CHALLENGE, mine])));
+    socket.write(frames(Buffer.concat([CHALLENGE, mine])));
   }
 
   server.listen(port, host);
@@ -110,11 +104,4 @@ export async function listenManagerFloor(host: string, port: number, authkey: Bu
     server.once('error', reject);
   });
   return server;
-}
-
-function frame4(payload: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(4 + payload.length);
-  out.writeInt32BE(payload.length, 0);
-  payload.copy(out, 4);
-  return out;
 }
