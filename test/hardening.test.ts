@@ -99,7 +99,7 @@ describe('hardening: decoders limit nesting depth', function () {
     }
   });
 
-  it('pickle: counts depth through objects holding the next level in list items, dict items or arguments (APPEND, SETITEMS, OBJ, INST)', async () => {
+  it('pickle: counts depth through objects holding the next level in list items, dict items or arguments (APPEND, SETITEMS, OBJ, INST, NEWOBJ_EX)', async () => {
     const [a, b] = await Pipe(true, { serializer: 'pickle', maxDepth: 4 });
     const C = Buffer.from('c__main__\nC\nq\x00', 'latin1'); // GLOBAL __main__.C, memoized as 0
     const record = Buffer.from('h\x00)\x81', 'latin1'); // BINGET 0, EMPTY_TUPLE, NEWOBJ: a C() record
@@ -114,12 +114,15 @@ describe('hardening: decoders limit nesting depth', function () {
     // ... as the argument of OBJ or INST (one level each).
     const obj = (n: number) => pickle(times(n, Buffer.from('(h\x00', 'latin1')), times(n, 'o'));
     const inst = (n: number) => pickle(times(n, '('), times(n, 'i__main__\nC\n'));
+    // ... and as the argument of NEWOBJ_EX (the innermost one's empty kwargs dict one level more).
+    const newobjEx = (n: number) => pickle(times(n, 'h\x00'), ')}\x92', times(n - 1, '\x85}\x92'));
     try {
       for (const [name, within, beyond] of [
         ['APPEND', appended(2), appended(3)], // 3 deep, 5 deep
         ['SETITEMS', setItems(2), setItems(3)],
         ['OBJ', obj(4), obj(5)], // 4 deep, 5 deep
         ['INST', inst(4), inst(5)],
+        ['NEWOBJ_EX', newobjEx(3), newobjEx(4)], // 4 deep, 5 deep
       ] as const) {
         await a.sendBytes(within);
         expect(await b.recv(), name).to.be.instanceOf(PyObject);

@@ -3,6 +3,7 @@ import { python3Name } from './compat.js';
 import { HIGHEST_PROTOCOL, OP, OPCODE_NAMES } from './opcodes.js';
 import { readEscaped, readLatin1, readRawUnicodeEscape, readUtf8, TextDecodeError } from './text.js';
 import { PyComplex, PyFloat, PyGlobal, PyObject, Tuple } from './types.js';
+import type { PyObjectOptions } from './types.js';
 
 /**
  * Decodes pickles of protocols 0 to 5 into JS values, as a stack machine like
@@ -740,9 +741,9 @@ export class PickleDecoder {
           const n = op - OP.TUPLE1 + 1;
           if (stack.length - this.fence < n) fail('stack underflow');
           // Array literals: splice makes its result through the generic array path.
-          const last = stack.pop();
-          const items = this.tuple(n === 1 ? [last] : n === 2 ? [stack.pop(), last] : [stack[stack.length - 2], stack.pop(), last]);
-          if (n === 3) stack.pop();
+          const c = stack.pop();
+          const b = n > 1 ? stack.pop() : undefined;
+          const items = this.tuple(n === 1 ? [c] : n === 2 ? [b, c] : [stack.pop(), b, c]);
           this.noteItems(items);
           stack.push(items);
           break;
@@ -814,9 +815,7 @@ export class PickleDecoder {
           const name = this.text(this.line());
           const args = this.popMark();
           this.noteItems(args);
-          const record = new PyObject(this.global(module, name), args, { kind: 'inst' });
-          this.nest(record, args);
-          stack.push(record);
+          stack.push(this.record(this.global(module, name), args, { kind: 'inst' }));
           break;
         }
         case OP.OBJ: {
@@ -824,9 +823,7 @@ export class PickleDecoder {
           if (items.length === 0) fail('OBJ needs a class after the MARK');
           const args = items.slice(1);
           this.noteItems(args);
-          const record = new PyObject(callableOf(items[0]), args, { kind: 'obj' });
-          this.nest(record, args);
-          stack.push(record);
+          stack.push(this.record(callableOf(items[0]), args, { kind: 'obj' }));
           break;
         }
         case OP.REDUCE: {
@@ -846,7 +843,7 @@ export class PickleDecoder {
           const args = argsOf(this.pop());
           const cls = callableOf(this.pop());
           if (!(kwargs instanceof Dict)) fail(`NEWOBJ_EX keyword arguments must be a dict, not ${describe(kwargs)}`);
-          const record = new PyObject(cls, args, { kind: 'newobj_ex', kwargs: kwargs as unknown as Map<unknown, unknown> });
+          const record = this.record(cls, args, { kind: 'newobj_ex', kwargs: kwargs as unknown as Map<unknown, unknown> });
           this.noteField(record, 'kwargs');
           stack.push(record);
           break;
@@ -927,7 +924,12 @@ export class PickleDecoder {
         if (value !== NOT_REBUILT) return value;
       }
     }
-    const record = new PyObject(callable, args, { kind });
+    return this.record(callable, args, { kind });
+  }
+
+  /** An object record over `args`: one level of nesting above them, as any container. */
+  private record(callable: PyGlobal | PyObject, args: unknown[], options: PyObjectOptions): PyObject {
+    const record = new PyObject(callable, args, options);
     this.nest(record, args);
     return record;
   }
@@ -969,7 +971,11 @@ export class PickleDecoder {
   }
 
   private i32(): number {
-    const at = this.take(4);
+    return this.i32At(this.take(4));
+  }
+
+  /** The little-endian signed 32-bit integer at `at` (already taken). */
+  private i32At(at: number): number {
     const d = this.data;
     return d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24);
   }
@@ -987,8 +993,8 @@ export class PickleDecoder {
 
   /** An unsigned 64-bit length; beyond 2**53 it is far more than any input, so the approximation is harmless. */
   private u64(): number {
-    const low = this.u32();
-    return low + this.u32() * 2 ** 32;
+    const at = this.take(8);
+    return (this.i32At(at) >>> 0) + (this.i32At(at + 4) >>> 0) * 2 ** 32;
   }
 
   /** The argument of a text opcode: up to (not including) the next newline. */
