@@ -139,7 +139,6 @@ class Caller {
     if (!this.controller.signal.aborted) this.controller.abort(new Error('the manager client connection closed'));
   }
 }
-type Read = { kind: 'message'; bytes: Buffer } | { kind: 'end' };
 
 /** The control functions a request's first message may name (CPython's `Server.public`). */
 const CONTROL = new Set([
@@ -368,10 +367,14 @@ export class ManagerServer implements AsyncDisposable {
     const caller = new Caller(conn, 'control');
     this.#callers.add(caller);
     try {
-      const first = await read(conn);
-      if (first.kind === 'end') return;
+      let first: Buffer;
+      try {
+        first = await conn.recvBytes();
+      } catch {
+        return; // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
+      }
       const request = this.#decode(
-        first.bytes,
+        first,
         (r) => r.method === 'create' && typeof r.args[0] === 'string' && this.#registry.get(r.args[0])?.lossless === true,
       );
       if (request instanceof Error) {
@@ -426,6 +429,7 @@ export class ManagerServer implements AsyncDisposable {
         reply = await reply;
       }
       // Awaited before the next reply is pickled: the encoder lends the bytes until then.
+      // (`send()`, inlined: one async frame and promise fewer per call.)
       try {
         await conn.sendBytes(replyBytes(caller.encoder, reply));
       } catch {
@@ -686,7 +690,7 @@ export class ManagerServer implements AsyncDisposable {
  * either way. When the bytes spell `previous`, that string is returned rather
  * than a new one.
  */
-export function peekIdent(bytes: Uint8Array, previous: string | null = null): string | null | undefined {
+export function peekIdent(bytes: Buffer, previous: string | null = null): string | null | undefined {
   let i = 0;
   if (bytes[i] === 0x80) i += 2; // PROTO n
   if (bytes[i] === 0x95) i += 9; // FRAME + 8-byte length
@@ -710,8 +714,7 @@ export function peekIdent(bytes: Uint8Array, previous: string | null = null): st
   }
   if (length > 64 || start + length > bytes.length) return undefined;
   if (previous !== null && spells(bytes, start, length, previous)) return previous;
-  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1', start, start + length);
-  return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
+  return bytes.toString('latin1', start, start + length);
 }
 
 /** Whether `bytes[start, start + length)` are the latin-1 codes of `text`. */
@@ -719,17 +722,6 @@ function spells(bytes: Uint8Array, start: number, length: number, text: string):
   if (text.length !== length) return false;
   for (let i = 0; i < length; i++) if (bytes[start + i] !== text.charCodeAt(i)) return false;
   return true;
-}
-
-const END: Read = { kind: 'end' };
-const asMessage = (bytes: Buffer): Read => ({ kind: 'message', bytes });
-
-function read(conn: Connection): Promise<Read> {
-  return conn.recvBytes().then(
-    asMessage,
-    // EOF, bad framing, a message too long, our own close: this connection is done, no one else is affected.
-    (): Read => END,
-  );
 }
 
 /**
