@@ -126,6 +126,8 @@ export class PickleEncoder {
       this.framing = false;
       return this.pos;
     } catch (err) {
+      // Nothing lent survives a failed call: a buffer grown past the keep size goes now (encode() releases it only on success).
+      if (this.buf.length > this.keepBufferBytes) this.buf = Buffer.allocUnsafe(256);
       // The encoder recurses: a value nested deep enough exhausts the JS stack
       // before MAX_DEPTH (tuples, dicts and records use more stack per level than
       // lists, and the caller's own stack counts). Say so, not "Maximum call stack".
