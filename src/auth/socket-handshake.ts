@@ -174,10 +174,7 @@ export class SocketHandshake {
    * owns it and reads first what the peer sent after the handshake.
    */
   connection(settings: ConnectionSettings): Connection {
-    const conn =
-      this.#reads !== null
-        ? new Connection(this.#socket, settings, { readable: true, writable: true, reads: this.#reads })
-        : new Connection(this.#socket, settings);
+    const conn = new Connection(this.#socket, settings, { readable: true, writable: true, reads: this.#reads ?? undefined });
     this.#socket.off('error', this.#onError);
     this.#socket.resume();
     return conn;

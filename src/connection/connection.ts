@@ -464,7 +464,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   recvBytesMany(options?: RecvManyOptions): Promise<Buffer[]> {
-    return this.#receiveMany(ReceiveKind.Bytes, options, RECV_MANY_OPTION_NAMES) as Promise<Buffer[]>;
+    return this.#receiveMany(ReceiveKind.Bytes, options) as Promise<Buffer[]>;
   }
 
   /**
@@ -480,7 +480,7 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
    * ```
    */
   recvMany<T = unknown>(options?: RecvValueManyOptions<T>): Promise<T[]> {
-    return this.#receiveMany(ReceiveKind.Value, options, RECV_VALUE_MANY_OPTION_NAMES) as Promise<T[]>;
+    return this.#receiveMany(ReceiveKind.Value, options) as Promise<T[]>;
   }
 
   /**
@@ -768,18 +768,19 @@ export class Connection implements AsyncIterable<unknown>, AsyncDisposable {
     return this.#receiver.receive(kind, maxlength, view, offset, cancel.signal, cancel.timeout);
   }
 
-  #receiveMany(
-    kind: ReceiveKind.Bytes | ReceiveKind.Value,
-    options: RecvValueManyOptions | undefined,
-    names: readonly string[],
-  ): Promise<unknown[]> {
+  #receiveMany(kind: ReceiveKind.Bytes | ReceiveKind.Value, options: RecvValueManyOptions | undefined): Promise<unknown[]> {
     if (options === undefined) return this.#takeBatch(kind, ALL, null, undefined, undefined);
     let limits: ManyOptions;
     let parse: ((value: unknown) => unknown) | null;
     let cancel: CancelOptions;
     try {
       const opts = optionsOf(options, 'options');
-      checkOptionNames(opts, names, kind === ReceiveKind.Value ? 'recvMany() options' : 'recvBytesMany() options');
+      const values = kind === ReceiveKind.Value;
+      checkOptionNames(
+        opts,
+        values ? RECV_VALUE_MANY_OPTION_NAMES : RECV_MANY_OPTION_NAMES,
+        values ? 'recvMany() options' : 'recvBytesMany() options',
+      );
       limits = manyOptions(opts);
       parse = validator(opts.parse);
       cancel = cancelOptions(opts);

@@ -85,7 +85,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
 
   const started = Date.now();
   const [socket, reads] = await connectSocket(address, family, opts.tls, timeout, signal, connected);
-  const conn = reads !== null ? new Connection(socket, settings, { readable: true, writable: true, reads }) : new Connection(socket, settings);
+  const conn = new Connection(socket, settings, { readable: true, writable: true, reads: reads ?? undefined });
   if (debugging()) debug('client: connected to %s (%s)', showAddress(address), family);
   publish(channels.clientConnect, () => ({ connection: conn, address, family }));
   if (authkey !== null) {
