@@ -323,11 +323,12 @@ describe('ManagerServer against hostile clients', () => {
       const conn = await Client(['${host}', ${port}], { authkey: '${KEY}', serializer: 'pickle' });
       await conn.send(new Tuple(null, 'accept_connection', new Tuple('flood'), {}));
       await conn.recv();
-      let stop = false, sent = 0, answered = 0, bad = 0;
+      // stop: told to stop; done: the last call sent (the reader ends only then, with every call answered).
+      let stop = false, done = false, sent = 0, answered = 0, bad = 0;
       createInterface({ input: process.stdin }).on('line', () => { stop = true; });
       const call = new Tuple('${holderId}', 'ping', new Tuple(), {});
       const reading = (async () => {
-        while (!stop || answered < sent) {
+        while (!done || answered < sent) {
           const reply = await conn.recv();
           if (reply[0] !== '#RETURN' || reply[1] !== 'pong') bad++;
           answered++;
@@ -342,6 +343,7 @@ describe('ManagerServer against hostile clients', () => {
       // One more, so that a reader waiting with everything answered gets a reply and sees the stop.
       await conn.send(call);
       sent++;
+      done = true;
       await reading;
       console.log(JSON.stringify({ sent, answered, bad }));
       await conn.close();
